@@ -1,0 +1,60 @@
+# nnc4rl: `make test` and `make reproduce` set everything up on a fresh machine.
+# Setup goes into a project-local virtual environment ($(VENV)). torch is installed first, as the
+# CPU build unless a GPU is present (see README: "GPU users"); every other package is pinned by
+# requirements.txt.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# Set to install torch from another index, e.g. a CUDA build (see README).
+TORCH_INDEX ?=
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup test lint format reproduce lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if $(BIN)/python -c "import torch, sys; sys.exit(not torch.__version__.startswith('$(TORCH_VERSION)'))" 2>/dev/null; then \
+		echo "torch $(TORCH_VERSION) already installed"; \
+	elif [ -n "$(TORCH_INDEX)" ]; then \
+		$(BIN)/pip install "torch==$(TORCH_VERSION)" --index-url "$(TORCH_INDEX)"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install "torch==$(TORCH_VERSION)"; \
+	elif $(BIN)/pip install --dry-run --no-index --no-deps -q "torch==$(TORCH_VERSION)+cpu" >/dev/null 2>&1; then \
+		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu"; \
+	else \
+		$(BIN)/pip install "torch==$(TORCH_VERSION)+cpu" --index-url $(CPU_TORCH_INDEX); \
+	fi
+	$(BIN)/pip install -c requirements.txt -e ".[dev]"
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The main job. Until the figure notebooks exist it trains, evaluates and summarises one
+# compressed SAC policy (Hopper-v4, 98 % sparsity + int8) at a small T.
+REPRO_OUT ?= runs/hopper-98-int8
+reproduce: setup
+	rm -rf $(REPRO_OUT)
+	$(BIN)/nnc4rl train --algo sac --env Hopper-v4 --sparsity 0.98 --quantize --steps 5000 \
+		--seed 0 --out $(REPRO_OUT) --set learning_starts=1000 --set eval_freq=1000 \
+		--set eval_episodes=5
+
+lab: setup
+	$(BIN)/pip install -c requirements.txt -e ".[lab]"
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

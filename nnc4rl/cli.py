@@ -1,0 +1,129 @@
+"""The ``nnc4rl`` command line: ``nnc4rl train ...`` (see ``nnc4rl train --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nnc4rl.config import ConfigError, parse_set
+from nnc4rl.pruning import DISTRIBUTIONS
+from nnc4rl.runner import ALGOS, ARCHS, RunSpec
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad input reported as one line and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside [0, 1)")
+    return value
+
+
+def _bits(text: str) -> int:
+    if not text.isdigit() or not 2 <= int(text) <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 2..8")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnc4rl", description="Compress SB3 RL agents: pruning + QAT.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser(
+        "train",
+        help="train one compressed agent into a run folder",
+        description="Train SAC/DQN with gradual magnitude pruning (0.2-0.8 T), fine-tuning "
+        "(0.8-1 T) and, with --quantize, QAT (1-1.2 T); evaluate; save model.zip, "
+        "summary.json and evaluations.csv into --out.",
+    )
+    t.add_argument("--algo", required=True, choices=ALGOS)
+    t.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v4, PongNoFrameskip-v4")
+    t.add_argument("--arch", choices=ARCHS, help="network (default: mlp, or cnn on Atari)")
+    t.add_argument("--sparsity", type=_fraction, default=0.0, help="final sparsity in [0, 1)")
+    t.add_argument("--distribution", choices=DISTRIBUTIONS, default="erdos_renyi")
+    t.add_argument("--quantize", action="store_true", help="add the QAT phase (1.2 T steps)")
+    t.add_argument("--bits", type=_bits, default=8, help="QAT bit width, 2..8 (default 8)")
+    t.add_argument("--steps", type=_positive_int, required=True, help="the paper's T (env steps)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run folder to create (must not exist)")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter (YAML value; dotted keys for nested), repeatable",
+    )
+    t.add_argument("--n-envs", type=_positive_int, default=1)
+    t.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default 1)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal)")  # fmt: skip
+    return parser
+
+
+def _print_summary(s: dict) -> None:
+    size = s["size"]
+    lines = [
+        f"{s['algo'].upper()} {s['env']} ({s['arch']}), seed {s['seed']}: "
+        f"{s['total_timesteps']} env steps in {s['wall_time_s']:.0f} s",
+        f"  sparsity: target {s['target_sparsity']:.4f}, measured {s['measured_sparsity']:.4f} "
+        f"({s['distribution']}); weights: {'int%d' % s['bits'] if s['quantized'] else 'fp32'}",
+        f"  size: {size['fp32_bytes']} B fp32 -> {size['compressed_bytes']} B stored "
+        f"(real {size['real_ratio']:.1f}x; nominal {size['nominal_ratio']:.1f}x)",
+    ]
+    for name, e in s["eval"].items():
+        lines.append(
+            f"  eval {name} (step {e['step']}): {e['mean']:.1f} +- {e['std']:.1f} "
+            f"over {e['episodes']} episodes"
+        )
+    print("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            from nnc4rl.runner import train
+
+            spec = RunSpec(
+                algo=args.algo,
+                env=args.env,
+                steps=args.steps,
+                seed=args.seed,
+                arch=args.arch,
+                sparsity=args.sparsity,
+                distribution=args.distribution,
+                quantize=args.quantize,
+                bits=args.bits,
+                overrides=parse_set(args.overrides),
+                n_envs=args.n_envs,
+                threads=args.threads,
+                device=args.device,
+            )
+            summary = train(spec, args.out, progress=args.progress)
+            _print_summary(summary)
+            print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
+    except ConfigError as err:
+        print(f"nnc4rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

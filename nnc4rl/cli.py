@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from nnc4rl.config import ConfigError, parse_set
 from nnc4rl.pruning import DISTRIBUTIONS
 from nnc4rl.runner import ALGOS, ARCHS, RunSpec
+
+# Modules adding subcommands (each defines ``register(subparsers)`` and sets ``func``).
+SUBCOMMAND_MODULES: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip
+    t.set_defaults(func=_run_train)
+    # Other subcommands live beside the code they drive; each module has register(subparsers).
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -94,35 +102,39 @@ def _print_summary(s: dict) -> None:
     print("\n".join(lines))
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    from nnc4rl.runner import train
+
+    spec = RunSpec(
+        algo=args.algo,
+        env=args.env,
+        steps=args.steps,
+        seed=args.seed,
+        arch=args.arch,
+        sparsity=args.sparsity,
+        distribution=args.distribution,
+        quantize=args.quantize,
+        bits=args.bits,
+        overrides=parse_set(args.overrides),
+        n_envs=args.n_envs,
+        threads=args.threads,
+        device=args.device,
+    )
+    summary = train(spec, args.out, progress=args.progress)
+    _print_summary(summary)
+    print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nnc4rl`` command; returns the exit status (2 on bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "train":
-            from nnc4rl.runner import train
-
-            spec = RunSpec(
-                algo=args.algo,
-                env=args.env,
-                steps=args.steps,
-                seed=args.seed,
-                arch=args.arch,
-                sparsity=args.sparsity,
-                distribution=args.distribution,
-                quantize=args.quantize,
-                bits=args.bits,
-                overrides=parse_set(args.overrides),
-                n_envs=args.n_envs,
-                threads=args.threads,
-                device=args.device,
-            )
-            summary = train(spec, args.out, progress=args.progress)
-            _print_summary(summary)
-            print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
+        return args.func(args)
     except ConfigError as err:
         print(f"nnc4rl {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

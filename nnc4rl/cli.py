@@ -12,7 +12,7 @@ from nnc4rl.pruning import DISTRIBUTIONS
 from nnc4rl.runner import ALGOS, ARCHS, RunSpec
 
 # Modules adding subcommands (each defines ``register(subparsers)`` and sets ``func``).
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = ["nnc4rl.export.cli"]
 
 
 class _Parser(argparse.ArgumentParser):

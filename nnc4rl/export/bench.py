@@ -1,0 +1,159 @@
+"""Size and batch-1 latency of a Hopper-sized SAC actor (11 -> 256 -> 256 -> 3), exported.
+
+Used by ``benchmarks/bench_export.py`` and ``notebooks/deployment.ipynb``. The actor is SB3's,
+randomly initialised, magnitude-pruned (Erdos-Renyi) with nnc4rl and rounded onto the int8 grid
+(post-training quantization: sizes and speed do not depend on training).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnc4rl.export.artifact import Artifact, artifact_from_sb3, save_artifact
+from nnc4rl.size import index_bytes
+
+SPARSITIES = (0.0, 0.9, 0.98, 0.99)
+
+
+def hopper_sized_sac(sparsity: float, bits: int = 8, seed: int = 0):
+    """``(dense fp32 SAC model, compressed SAC model)`` on Hopper-v4, actor net_arch [256, 256]."""
+    import copy
+
+    import torch
+    from stable_baselines3 import SAC
+
+    from nnc4rl.pruning import magnitude_masks, prunable_layers
+    from nnc4rl.quant import post_training_quantize
+
+    torch.manual_seed(seed)
+    dense = SAC("MlpPolicy", "Hopper-v4", buffer_size=1, seed=seed, device="cpu",
+                policy_kwargs={"net_arch": [256, 256]})  # fmt: skip
+    model = copy.deepcopy(dense)
+    layers = [m for _, m in prunable_layers(model.actor)]
+    if sparsity > 0:
+        masks = magnitude_masks([m.weight for m in layers], sparsity, "erdos_renyi")
+        with torch.no_grad():
+            for m, mask in zip(layers, masks, strict=True):
+                m.weight.mul_(mask)
+    post_training_quantize(model.actor, bits)
+    return dense, model
+
+
+def encoding_sizes(art: Artifact, artifact_bytes: int) -> dict[str, int]:
+    """Stored bytes of the exported layers under each encoding (values + index + fp32 bias and
+    scales), the artifact file, and the floor (the int8 non-zeros alone)."""
+    out = {"fp32_dense": 0, "int8_dense": 0, "int8_csr": 0, "int8_bitmask": 0, "cheapest": 0}
+    for la in art.layers:
+        rows, cols, nnz = la.rows, la.cols, la.nnz
+        extra = 4 * la.bias.size + 4 * la.scale.size
+        idx = index_bytes(rows, cols, nnz)
+        csr = min(idx.get("csr8", math.inf), idx["csr16"]) + nnz + extra
+        enc = {"int8_dense": rows * cols + extra, "int8_csr": csr,
+               "int8_bitmask": idx["bitmask"] + nnz + extra}  # fmt: skip
+        out["fp32_dense"] += 4 * (rows * cols + la.bias.size)
+        for k, v in enc.items():
+            out[k] += int(v)
+        out["cheapest"] += int(min(enc.values()))
+    out["artifact"] = artifact_bytes
+    out["floor"] = sum(la.nnz for la in art.layers)
+    return out
+
+
+def _median_us(fn, calls: int, warmup: int = 200) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t)
+    return statistics.median(times) / 1e3
+
+
+def latencies(dense, art: Artifact, workdir: Path, calls: int = 2000) -> dict[str, float]:
+    """Median batch-1 latency (microseconds) of the dense fp32 torch actor, the onnxruntime
+    model (1 thread) and the compiled C function (called through ctypes)."""
+    import torch
+
+    from nnc4rl.export.c_export import compile_shared, save_c
+    from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
+
+    torch.set_num_threads(1)
+    obs = np.random.default_rng(0).normal(size=(1, art.obs["shape"][0])).astype(np.float32)
+    obs_t = torch.from_numpy(obs)
+    actor = dense.actor.eval()
+
+    def run_torch():
+        with torch.inference_mode():
+            actor(obs_t, deterministic=True)
+
+    save_onnx(art, workdir / "p.onnx")
+    sess = OnnxPolicy(art, workdir / "p.onnx").session
+    c_path, _ = save_c(art, workdir / "p.c")
+    lib = ctypes.CDLL(str(compile_shared(c_path, workdir / "p.so").resolve()))
+    f32p = ctypes.POINTER(ctypes.c_float)
+    act_fn = lib.nnc4rl_policy_act
+    act_fn.argtypes, act_fn.restype = [f32p, f32p], ctypes.c_int
+    out = np.empty(art.action_size, np.float32)
+    p_obs, p_out = obs[0].ctypes.data_as(f32p), out.ctypes.data_as(f32p)
+    return {
+        "torch_dense_fp32": _median_us(run_torch, calls),
+        "onnxruntime": _median_us(lambda: sess.run(["action"], {"obs": obs}), calls),
+        "c": _median_us(lambda: act_fn(p_obs, p_out), calls),
+    }
+
+
+def run_benchmark(sparsities=SPARSITIES, calls: int = 2000) -> list[dict]:
+    """One row per sparsity: ``sparsity``, ``sizes`` (bytes) and ``latency_us``."""
+    from nnc4rl.export.c_export import footprint
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in sparsities:
+            work = Path(tmp) / f"s{s}"
+            work.mkdir()
+            dense, model = hopper_sized_sac(s)
+            art = artifact_from_sb3(model, bits=8)
+            n = save_artifact(art, work / "p.npz")
+            lat = latencies(dense, art, work, calls)
+            rows.append({"sparsity": s, "measured_sparsity": art.sparsity(),
+                         "sizes": encoding_sizes(art, n), "latency_us": lat,
+                         "c_footprint": footprint(work / "p.c")})  # fmt: skip
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The benchmark as text: sizes (bytes, and x the floor) and latency ratios vs torch."""
+    size_keys = ["fp32_dense", "int8_dense", "int8_csr", "int8_bitmask", "cheapest", "artifact",
+                 "floor"]  # fmt: skip
+    lines = ["stored bytes (x the int8 non-zero floor)",
+             "sparsity " + "".join(f"{k:>20}" for k in size_keys)]  # fmt: skip
+    for r in rows:
+        sz = r["sizes"]
+        cells = "".join(f"{sz[k]:>10d} ({sz[k] / sz['floor']:5.1f}x)" for k in size_keys)
+        lines.append(f"{r['sparsity']:8.2f} {cells}")
+    lines.append(
+        "artifact / cheapest encoding: "
+        + ", ".join(
+            f"{r['sparsity']:.2f}: {r['sizes']['artifact'] / r['sizes']['cheapest']:.3f}x"
+            for r in rows
+        )
+    )
+    lines += ["", "batch-1 latency, median (us); speed-up = torch dense fp32 / x",
+              f"sparsity {'torch':>10} {'onnxrt':>10} {'C':>10} {'ort x':>8} {'C x':>8}"
+              f" {'C flash B':>10} {'C RAM B':>8}"]  # fmt: skip
+    for r in rows:
+        lat, fp = r["latency_us"], r["c_footprint"]
+        t = lat["torch_dense_fp32"]
+        lines.append(
+            f"{r['sparsity']:8.2f} {t:10.2f} {lat['onnxruntime']:10.2f} {lat['c']:10.2f} "
+            f"{t / lat['onnxruntime']:8.1f} {t / lat['c']:8.1f} {fp['flash']:10d} {fp['ram']:8d}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""Reference inference from an artifact in numpy, and the ``predict`` policy wrapper.
+
+Weights stay int8 codes; a layer computes ``y = scale * (codes @ x) + bias`` (per output channel
+for convs) with **fp32 activations** and fp32 accumulation, exactly the arithmetic of the
+weight-only fake-quant network that was trained and evaluated (its activations are fp32 too).
+Results agree with that network up to float rounding order (|diff| ~ 1e-6), not bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nnc4rl.export.artifact import Artifact, ArtifactError, Layer
+
+
+def _windows(x: np.ndarray, kernel, stride, padding, fill: float) -> np.ndarray:
+    """``(N, C, H, W)`` -> ``(N, C, OH, OW, kh, kw)`` strided windows of the padded input."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def linear(x: np.ndarray, layer: Layer) -> np.ndarray:
+    """``(N, n_in)`` fp32 -> ``(N, n_out)``: ``scale * (x @ codes.T) + bias``."""
+    acc = x @ layer.matrix.astype(np.float32).T
+    return (acc * layer.scale + layer.bias).astype(np.float32)
+
+
+def conv2d(x: np.ndarray, layer: Layer, stride, padding) -> np.ndarray:
+    """``(N, C, H, W)`` fp32 -> ``(N, O, OH, OW)``; per-output-channel scales."""
+    n_out, c_in, kh, kw = layer.codes.shape
+    win = _windows(x, (kh, kw), stride, padding, 0.0)  # (N, C, OH, OW, kh, kw)
+    n, _, oh, ow = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c_in * kh * kw)
+    acc = cols @ layer.matrix.astype(np.float32).T  # (N*OH*OW, O)
+    scale = np.broadcast_to(layer.scale, (n_out,))
+    y = acc * scale + layer.bias
+    return np.ascontiguousarray(y.reshape(n, oh, ow, n_out).transpose(0, 3, 1, 2), np.float32)
+
+
+def maxpool(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    return _windows(x, kernel, stride, padding, -np.inf).max(axis=(4, 5))
+
+
+def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
+    """Env observations ``(N, *obs_env_shape)`` -> the network input ``(N, *obs.shape)`` fp32.
+
+    Images: uint8 HWC -> CHW, then ``/ 255`` in float32 (as SB3's ``preprocess_obs``).
+    Accepts channels-first images too.
+    """
+    x = np.asarray(obs)
+    if art.obs.get("layout") == "HWC" and x.shape[1:] == art.obs_env_shape:
+        x = x.transpose(0, 3, 1, 2)
+    if x.shape[1:] != tuple(art.obs["shape"]):
+        raise ArtifactError(
+            f"observation shape {x.shape[1:]} does not fit the policy: expected {art.obs_env_shape}"
+        )
+    x = x.astype(np.float32)
+    if art.obs.get("divide"):
+        x = x / np.float32(art.obs["divide"])
+    return x
+
+
+def forward(art: Artifact, x: np.ndarray) -> np.ndarray:
+    """Run the graph on preprocessed inputs ``(N, *obs.shape)``: returns ``(N, n_outputs)``.
+
+    SAC: the squashed action in [-1, 1] (after ``tanh``); DQN: the Q-values.
+    """
+    slots: dict[str, np.ndarray] = {}
+    for op in art.ops:
+        kind = op["op"]
+        if kind == "linear":
+            x = linear(x, art.layers[op["layer"]])
+        elif kind == "conv2d":
+            x = conv2d(x, art.layers[op["layer"]], op["stride"], op["padding"])
+        elif kind == "relu":
+            x = np.maximum(x, np.float32(0))
+        elif kind == "tanh":
+            x = np.tanh(x)
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        elif kind == "maxpool":
+            x = maxpool(x, op["kernel"], op["stride"], op["padding"])
+        elif kind == "save":
+            slots[op["slot"]] = x
+        elif kind == "add":
+            x = x + slots[op["slot"]]
+    return x
+
+
+def head(art: Artifact, y: np.ndarray) -> np.ndarray:
+    """Network outputs -> env actions: argmax (int64 ``(N,)``) or rescaled box ``(N, A)``."""
+    if art.head["kind"] == "argmax":
+        return np.argmax(y, axis=1)
+    low = np.asarray(art.head["low"], np.float32)
+    high = np.asarray(art.head["high"], np.float32)
+    return low + (0.5 * (y.astype(np.float32) + 1.0) * (high - low))
+
+
+class Policy:
+    """A policy with SB3's ``predict`` interface around a batch function of env observations.
+
+    :param art: the artifact (observation shape and head).
+    :param outputs: ``(N, *obs_env_shape)`` observations -> ``(N, n_outputs)`` network outputs.
+    """
+
+    def __init__(self, art: Artifact, outputs: Callable[[np.ndarray], np.ndarray]):
+        self.artifact = art
+        self._outputs = outputs
+
+    def outputs(self, obs: np.ndarray) -> np.ndarray:
+        """Raw network outputs (SAC: tanh-squashed action, DQN: Q-values) for a batch."""
+        obs, _ = self._batch(obs)
+        return self._outputs(obs)
+
+    def _batch(self, obs) -> tuple[np.ndarray, bool]:
+        obs = np.asarray(obs)
+        single = obs.shape in (self.artifact.obs_env_shape, tuple(self.artifact.obs["shape"]))
+        return (obs[None] if single else obs), single
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """SB3-compatible: actions for one observation or a batch (always deterministic)."""
+        obs, single = self._batch(observation)
+        actions = head(self.artifact, self._outputs(obs))
+        return (actions[0] if single else actions), None
+
+
+class ArtifactPolicy(Policy):
+    """The numpy reference policy of an artifact (see the module docstring for its arithmetic)."""
+
+    def __init__(self, art: Artifact):
+        super().__init__(art, lambda obs: forward(art, preprocess(art, obs)))

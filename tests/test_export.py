@@ -1,0 +1,222 @@
+"""Deployment export of a SAC actor (npz / ONNX / C) and the export's error handling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from nnc4rl.cli import main
+from nnc4rl.export import (
+    Artifact,
+    ArtifactError,
+    Layer,
+    artifact_from_path,
+    load_artifact,
+    load_policy,
+    load_sb3_model,
+    save_artifact,
+)
+from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
+from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
+from nnc4rl.export.verify import compare, record_observations
+from nnc4rl.runner import RunSpec, make_envs, train
+
+pytestmark = pytest.mark.xdist_group("export")
+
+SAC_SPEC = RunSpec(
+    algo="sac",
+    env="Hopper-v4",
+    steps=300,
+    sparsity=0.9,
+    quantize=True,
+    overrides={"learning_starts": 100, "eval_freq": 100_000, "eval_episodes": 2, "n_events": 10},
+)
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory):
+    """A tiny 90 %-sparse int8 SAC Hopper run and its exports in all three formats."""
+    root = tmp_path_factory.mktemp("sac")
+    train(SAC_SPEC, root / "run")
+    model = load_sb3_model(root / "run" / "model.zip")
+    art = artifact_from_path(root / "run")
+    save_artifact(art, root / "policy.npz")
+    save_onnx(art, root / "policy.onnx")
+    c_path, _ = save_c(art, root / "c" / "policy.c")
+    so = compile_shared(c_path, root / "c" / "policy.so")
+    policies = {
+        "npz": load_policy(root / "policy.npz"),
+        "onnx": OnnxPolicy(art, root / "policy.onnx"),
+        "c": CPolicy(art, so),
+    }
+    return {"root": root, "model": model, "art": art, "policies": policies, "c_path": c_path}
+
+
+def test_sac_artifact_holds_the_trained_codes(sac_run):
+    model, art = sac_run["model"], load_artifact(sac_run["root"] / "policy.npz")
+    assert [la.name for la in art.layers] == ["latent_pi.0", "latent_pi.2", "mu"]
+    assert [op["op"] for op in art.ops][-1] == "tanh" and art.head["kind"] == "box"
+    for layer in art.layers:
+        w = model.actor.state_dict()[f"{layer.name}.weight"].numpy()
+        assert np.abs(layer.codes).max() <= 127 and layer.scale.shape == (1,)
+        np.testing.assert_array_equal(layer.weight(), w)  # codes * scale is the weight, exactly
+
+
+@pytest.mark.parametrize("fmt", ["npz", "onnx", "c"])
+def test_sac_actions_match_on_recorded_observations(sac_run, fmt):
+    model = sac_run["model"]
+    _, env = make_envs(SAC_SPEC)
+    obs = record_observations(model, env, n=200, seed=1)
+    env.close()
+    result = compare(model, sac_run["policies"][fmt], obs)
+    assert result["max_abs_action_diff"] <= 1e-5, result
+
+
+def test_sac_evaluation_returns_are_equal(sac_run):
+    """Re-running the evaluation episodes with each export gives SB3's returns.
+
+    Actions differ from torch's by float rounding (~1e-7), which MuJoCo carries into the
+    returns at the ~1e-6 relative level: equal episode lengths, returns equal to 1e-4 relative.
+    """
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model = sac_run["model"]
+
+    def make_env():
+        return make_envs(SAC_SPEC)[1]
+
+    env = make_env()
+    reference, lengths = evaluate_policy(model, env, 2, return_episode_rewards=True)
+    env.close()
+    for fmt, policy in sac_run["policies"].items():
+        env = make_env()
+        returns, lens = evaluate_policy(policy, env, 2, return_episode_rewards=True, warn=False)
+        env.close()
+        assert lens == lengths, fmt
+        np.testing.assert_allclose(returns, reference, rtol=1e-4, err_msg=fmt)
+    # the training evaluation (qat_end) used the same env after the finetune_end episodes;
+    # Hopper's reset noise does not depend on the actions, so replaying them reproduces it
+    summary = json.loads((sac_run["root"] / "run" / "summary.json").read_text())
+    env = make_env()
+    evaluate_policy(sac_run["policies"]["c"], env, 2, warn=False)  # stands in for finetune_end
+    mean, _ = evaluate_policy(sac_run["policies"]["c"], env, 2, warn=False)
+    env.close()
+    assert mean == pytest.approx(summary["eval"]["qat_end"]["mean"], rel=1e-4)
+
+
+def test_c_footprint_and_standalone_compile(sac_run, tmp_path):
+    sizes = footprint(sac_run["c_path"])
+    assert sizes["bss"] == 2 * 256 * 4  # two activation buffers of the widest layer
+    assert 0 < sizes["flash"] < 64 * 1024
+    source = sac_run["c_path"].read_text()
+    assert "#include <stdlib.h>" not in source and "malloc" not in source
+
+
+def test_cli_export_all_formats(sac_run, tmp_path, capsys):
+    run = str(sac_run["root"] / "run")
+    assert main(["export", run, "--format", "npz", "--out", str(tmp_path / "p.npz")]) == 0
+    assert main(["export", run, "--format", "onnx", "--out", str(tmp_path / "p.onnx")]) == 0
+    npz = str(tmp_path / "p.npz")
+    assert main(["export", npz, "--format", "c", "--out", str(tmp_path / "p.c")]) == 0
+    assert (tmp_path / "p.h").exists() and "wrote" in capsys.readouterr().out
+
+
+def _one_line_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exc:  # argparse errors exit directly
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return err
+
+
+def _cli_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnc4rl export: error:") and "\n" not in err
+    return err
+
+
+def test_bad_input_gets_one_line_errors(sac_run, tmp_path, capsys):
+    run, out = sac_run["root"] / "run", str(tmp_path / "x.c")
+    err = _one_line_error(capsys, ["export", str(run), "--format", "tflite", "--out", out])
+    assert "invalid choice: 'tflite'" in err
+    assert "ending in .c" in _cli_error(capsys, ["export", str(run), "--format", "c", "--out", "x"])
+    assert "does not exist" in _cli_error(capsys, ["export", str(tmp_path / "no"), "--format",
+                                                   "npz", "--out", out])  # fmt: skip
+    # a model whose weights are off the grid (not quantized)
+    model = load_sb3_model(run / "model.zip")
+    with torch.no_grad():
+        model.actor.latent_pi[0].weight.mul_(
+            1.0 + 1e-2 * torch.rand_like(model.actor.latent_pi[0].weight)
+        )
+    model.save(tmp_path / "fp32.zip")
+    err = _cli_error(
+        capsys, ["export", str(tmp_path / "fp32.zip"), "--format", "npz", "--out", out]
+    )
+    assert "latent_pi.0 is not quantized" in err
+    # a run folder whose summary says it was not quantized
+    shutil.copytree(run, tmp_path / "unq")
+    summary = json.loads((tmp_path / "unq" / "summary.json").read_text())
+    (tmp_path / "unq" / "summary.json").write_text(json.dumps(summary | {"quantized": False}))
+    assert "was not quantized" in _cli_error(capsys, ["export", str(tmp_path / "unq"), "--format",
+                                                      "c", "--out", out])  # fmt: skip
+    # corrupt artifacts: garbage, truncated, wrong version, inconsistent indices
+    good = (sac_run["root"] / "policy.npz").read_bytes()
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip")
+    (tmp_path / "trunc.npz").write_bytes(good[: len(good) // 2])
+    for name in ("garbage.npz", "trunc.npz"):
+        err = _cli_error(capsys, ["export", str(tmp_path / name), "--format", "c", "--out", out])
+        assert "is not a valid nnc4rl-policy artifact" in err
+    _rewrite(sac_run["root"] / "policy.npz", tmp_path / "v99.npz", lambda h: h | {"version": 99})
+    assert "version 99" in _cli_error(capsys, ["export", str(tmp_path / "v99.npz"), "--format",
+                                               "onnx", "--out", out])  # fmt: skip
+
+    def break_shape(h):
+        h["layers"][1]["shape"] = [256, 255]
+        return h
+
+    _rewrite(sac_run["root"] / "policy.npz", tmp_path / "shape.npz", break_shape)
+    with pytest.raises(ArtifactError, match="not a valid"):
+        load_artifact(tmp_path / "shape.npz")
+
+
+def _rewrite(src, dst, edit) -> None:
+    with np.load(src) as z:
+        header, blob = json.loads(z["header"].tobytes()), z["blob"]
+    text = json.dumps(edit(header)).encode()
+    np.savez_compressed(dst, header=np.frombuffer(text, np.uint8), blob=blob)
+
+
+def test_every_encoding_round_trips(tmp_path):
+    """dense, csr8, csr16 and bitmask layers (picked by nnc4rl.size) decode to the same codes."""
+    rng = np.random.default_rng(0)
+
+    def layer(name, shape, density, kind="linear"):
+        codes = (rng.integers(1, 128, size=shape) * rng.choice([-1, 1], size=shape)).astype(np.int8)
+        codes[rng.random(shape) > density] = 0
+        n_scale = shape[0] if kind == "conv2d" else 1
+        return Layer(name, kind, codes, rng.random(n_scale).astype(np.float32) + 0.01,
+                     rng.normal(size=shape[0]).astype(np.float32), 8)  # fmt: skip
+
+    layers = [layer("dense", (40, 20), 1.0), layer("csr8", (64, 200), 0.02),
+              layer("csr16", (16, 1000), 0.01), layer("bitmask", (30, 40), 0.5)]  # fmt: skip
+    ops = [{"op": "linear", "layer": 0}]  # the graph only has to be consistent for layer 0
+    art = Artifact("dqn", layers, ops, {"shape": [20], "dtype": "float32", "layout": None,
+                   "divide": None}, {"kind": "argmax", "n": 40})  # fmt: skip
+    save_artifact(art, tmp_path / "a.npz")
+    with zipfile.ZipFile(tmp_path / "a.npz") as z:
+        assert sorted(z.namelist()) == ["blob.npy", "header.npy"]
+    with np.load(tmp_path / "a.npz") as z:
+        header = json.loads(z["header"].tobytes())
+    assert [e["encoding"] for e in header["layers"]] == ["dense", "csr8", "csr16", "bitmask"]
+    back = load_artifact(tmp_path / "a.npz")
+    for a, b in zip(layers, back.layers, strict=True):
+        np.testing.assert_array_equal(a.codes, b.codes)
+        np.testing.assert_array_equal(a.scale, b.scale)
+        np.testing.assert_array_equal(a.bias, b.bias)

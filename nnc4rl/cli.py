@@ -12,7 +12,7 @@ from nnc4rl.pruning import DISTRIBUTIONS
 from nnc4rl.runner import ALGOS, ARCHS, RunSpec
 
 # Modules adding subcommands (each defines ``register(subparsers)`` and sets ``func``).
-SUBCOMMAND_MODULES: list[str] = ["nnc4rl.export.cli"]
+SUBCOMMAND_MODULES: list[str] = ["nnc4rl.sweep", "nnc4rl.export.cli"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,11 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_summary(s: dict) -> None:
     size = s["size"]
+    weights = f"int{s['bits']}" if s["quantized"] else "fp32"
     lines = [
         f"{s['algo'].upper()} {s['env']} ({s['arch']}), seed {s['seed']}: "
         f"{s['total_timesteps']} env steps in {s['wall_time_s']:.0f} s",
         f"  sparsity: target {s['target_sparsity']:.4f}, measured {s['measured_sparsity']:.4f} "
-        f"({s['distribution']}); weights: {'int%d' % s['bits'] if s['quantized'] else 'fp32'}",
+        f"({s['distribution']}); weights: {weights}",
         f"  size: {size['fp32_bytes']} B fp32 -> {size['compressed_bytes']} B stored "
         f"(real {size['real_ratio']:.1f}x; nominal {size['nominal_ratio']:.1f}x)",
     ]

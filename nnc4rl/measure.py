@@ -51,14 +51,20 @@ def measure_state_dict(state_dict: dict[str, torch.Tensor], bits: int | None) ->
     """Sparsity, size and (for ``bits``) grid facts of the compressed network of a policy."""
     weights = compressed_weights(state_dict)
     layers = {
-        k.removesuffix(".weight"): (w, state_dict.get(k.removesuffix(".weight") + ".bias"), w.dim() == 4)
+        k.removesuffix(".weight"): (
+            w,
+            state_dict.get(k.removesuffix(".weight") + ".bias"),
+            w.dim() == 4,
+        )
         for k, w in weights.items()
     }
     size = network_size(layers, bits=bits or 32)
     out = {
         "measured_sparsity": size["sparsity"],
         "layer_sparsity": {k: float((w == 0).double().mean()) for k, w in weights.items()},
-        "size": {k: size[k] for k in ("fp32_bytes", "compressed_bytes", "nominal_ratio", "real_ratio")},
+        "size": {
+            k: size[k] for k in ("fp32_bytes", "compressed_bytes", "nominal_ratio", "real_ratio")
+        },
         "size_layers": size["layers"],
     }
     if bits is not None:

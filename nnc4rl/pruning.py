@@ -109,7 +109,10 @@ def magnitude_masks(
     if keeps is None:
         flat = torch.cat(scores)
         keep_all = _keep_top(flat, round((1.0 - sparsity) * flat.numel()))
-        return [m.view_as(w) for m, w in zip(keep_all.split([s.numel() for s in scores]), weights)]
+        return [
+            m.view_as(w)
+            for m, w in zip(keep_all.split([s.numel() for s in scores]), weights, strict=True)
+        ]
     return [_keep_top(s, k).view_as(w) for s, k, w in zip(scores, keeps, weights, strict=True)]
 
 

@@ -116,7 +116,9 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
         continuous = isinstance(probe.action_space, gym.spaces.Box)
         probe.close()
         if spec.algo == "sac" and not continuous:
-            raise ConfigError(f"env={spec.env!r} has discrete actions: sac needs a Box action space")
+            raise ConfigError(
+                f"env={spec.env!r} has discrete actions: sac needs a Box action space"
+            )
     if spec.algo == "sac" and atari:
         raise ConfigError(f"env={spec.env!r} is Atari (discrete actions): use --algo dqn")
     if spec.algo == "dqn" and not discrete:
@@ -322,7 +324,9 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
         "layer_sparsity": measured["layer_sparsity"],
         "size": measured["size"],
         "size_layers": measured["size_layers"],
-        "eval": {k: {f: v[f] for f in ("step", "mean", "std", "episodes")} for k, v in boundary.items()},
+        "eval": {
+            k: {f: v[f] for f in ("step", "mean", "std", "episodes")} for k, v in boundary.items()
+        },
         "plan": plan.to_dict(),
         "hyperparameters": hyper,
         "overrides": spec.overrides,

@@ -43,7 +43,10 @@ class LayerSize:
 
 def index_bytes(rows: int, cols: int, nnz: int) -> dict[str, int]:
     """Index cost in bytes of each encoding that can represent a ``rows x cols`` matrix."""
-    options = {"dense": 0 if nnz == rows * cols else math.inf, "bitmask": math.ceil(rows * cols / 8)}
+    options = {
+        "dense": 0 if nnz == rows * cols else math.inf,
+        "bitmask": math.ceil(rows * cols / 8),
+    }
     row_ptr = (rows + 1) * (2 if nnz <= 0xFFFF else 4)
     if cols <= 256:
         options["csr8"] = nnz + row_ptr

@@ -42,7 +42,9 @@ def test_idempotent(bits, per_channel):
     w = sparse_weight((8, 4, 3, 3) if per_channel else (32, 16), seed=bits)
     q1 = fake_quantize(w, bits, per_channel)
     q2 = fake_quantize(q1, bits, per_channel)
-    assert torch.equal(quantize_to_int(q1, bits, per_channel)[0], quantize_to_int(w, bits, per_channel)[0])
+    assert torch.equal(
+        quantize_to_int(q1, bits, per_channel)[0], quantize_to_int(w, bits, per_channel)[0]
+    )
     torch.testing.assert_close(q2, q1, rtol=1e-6, atol=0)
 
 

@@ -26,7 +26,7 @@ from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, record_observations
 from nnc4rl.runner import RunSpec, make_envs, train
 
-pytestmark = pytest.mark.xdist_group("export")
+pytestmark = pytest.mark.xdist_group("export-sac")
 
 SAC_SPEC = RunSpec(
     algo="sac",

@@ -10,7 +10,7 @@ from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, episode_returns, record_observations
 from nnc4rl.runner import RunSpec, make_envs, train
 
-pytestmark = pytest.mark.xdist_group("export")
+pytestmark = pytest.mark.xdist_group("export-dqn")
 
 
 def _spec(arch: str) -> RunSpec:
@@ -45,14 +45,24 @@ def _exports(arch: str, root):
     return {"spec": spec, "art": art, "model": model, "policies": policies, "obs": obs}
 
 
+# Cached per process: pytest-xdist may tear module fixtures down between items of one module.
+_CACHE: dict[str, dict] = {}
+
+
+def _cached(arch: str, tmp_path_factory) -> dict:
+    if arch not in _CACHE:
+        _CACHE[arch] = _exports(arch, tmp_path_factory.mktemp(arch))
+    return _CACHE[arch]
+
+
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
-    return _exports("cnn", tmp_path_factory.mktemp("cnn"))
+    return _cached("cnn", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
-    return _exports("impala", tmp_path_factory.mktemp("impala"))
+    return _cached("impala", tmp_path_factory)
 
 
 @pytest.mark.parametrize("fmt", ["npz", "onnx", "c"])

@@ -42,15 +42,27 @@ format: setup
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/*.ipynb
 
-# The main job. Until the figure notebooks exist it trains, evaluates and summarises one
-# compressed SAC policy (Hopper-v4, 98 % sparsity + int8) at a small T.
-REPRO_OUT ?= runs/hopper-98-int8
+# The main job: run every notebook in notebooks/ headless (papermill) at profile $(PROFILE); the
+# sweep inside each notebook trains only the runs missing from data/runs/$(PROFILE)/. Executed
+# copies go to notebooks/executed/$(PROFILE)/, figures to figures/$(PROFILE)/, tables to
+# data/tables/$(PROFILE)/. PROFILE=smoke retrains everything in a few minutes; PROFILE=paper is
+# for a cluster: make reproduce PROFILE=paper EXECUTOR=ray ADDRESS=HOST:PORT.
+PROFILE ?= smoke
+EXECUTOR ?= local
+ADDRESS ?=
+WORKERS ?=
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 reproduce: setup
-	rm -rf $(REPRO_OUT)
-	$(BIN)/nnc4rl train --algo sac --env Hopper-v4 --sparsity 0.98 --quantize --steps 5000 \
-		--seed 0 --out $(REPRO_OUT) --set learning_starts=1000 --set eval_freq=1000 \
-		--set eval_episodes=5
+	mkdir -p notebooks/executed/$(PROFILE)
+	@set -e; for nb in $(NOTEBOOKS); do \
+		echo "== $$nb ($(PROFILE))"; \
+		$(BIN)/papermill --cwd notebooks --kernel python3 "$$nb" \
+			"notebooks/executed/$(PROFILE)/$$(basename $$nb)" \
+			-p profile $(PROFILE) -p executor $(EXECUTOR) \
+			$(if $(ADDRESS),-p address $(ADDRESS)) $(if $(WORKERS),-p workers $(WORKERS)); \
+	done
 
 lab: setup
 	$(BIN)/pip install -c requirements.txt -e ".[lab]"

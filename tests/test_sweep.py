@@ -15,6 +15,8 @@ from nnc4rl.cli import main
 from nnc4rl.store import RunStore
 from nnc4rl.sweep import sweep, tasks_of
 
+pytestmark = pytest.mark.xdist_group("sweep")  # process pools and Ray: keep them on one worker
+
 # The smallest real runs: SAC Hopper-v4 at T = 40 (tests patch the smoke profile's grid).
 TINY = {
     "T": 40,
@@ -126,9 +128,10 @@ def patched(name):
     prof = real(name)
     g = p.Group(**{{**prof.groups[0].__dict__, **{TINY!r}, "sparsities": (0.0, 0.5, 0.9)}})
     return p.Profile(prof.name, prof.description, prof.memory, (g,))
-s.load_profile = patched
-from nnc4rl.cli import main
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # the spawned workers import this file too
+    s.load_profile = patched
+    from nnc4rl.cli import main
+    sys.exit(main(sys.argv[1:]))
 """
     script = tmp_path / "run_sweep.py"
     script.write_text(code)
@@ -138,7 +141,7 @@ sys.exit(main(sys.argv[1:]))
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 240
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         if root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir()):
             break
         time.sleep(0.2)

@@ -1,0 +1,333 @@
+"""Sweeps: train every missing run of a profile into the run store, locally or on Ray.
+
+``nnc4rl sweep --profile P [--figure fig4] [--executor local|ray] [--workers N] [--address ADDR]
+[--dry-run] [--force]``. Before starting it prints how many runs are missing, the env steps to
+train and an estimated wall time on the reference machine (``nnc4rl/profiles/machine.yml``);
+while running a progress bar over runs; at the end the runs that failed and why. A failed run
+never stops the others; finished runs are reused, so a killed sweep restarts where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from nnc4rl.config import ConfigError
+from nnc4rl.profiles import FIGURES, Group, load_profile, machine_speeds, profile_names
+from nnc4rl.runner import RunSpec, resolve
+from nnc4rl.store import RunStore, RunTask, data_root, execute, run_id, run_key
+
+EXECUTORS = ("local", "ray")
+
+
+def tasks_of(
+    profile: str, figure: str | None = None, envs: list[str] | None = None
+) -> list[RunTask]:
+    """Every run of ``profile`` (of ``figure`` / ``envs`` if given), resolved and identified."""
+    import warnings
+
+    prof = load_profile(profile)
+    cache: dict[tuple, tuple[RunSpec, dict]] = {}
+    out = []
+    for group in prof.select(figure, envs):
+        for cell in group.cells():
+            spec = RunSpec(**cell)
+            ck = (spec.algo, spec.env, spec.arch, repr(sorted(spec.overrides.items())))
+            if ck not in cache:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    cache[ck] = resolve(spec)
+            arch, hyper = cache[ck][0].arch, cache[ck][1]
+            spec = replace(spec, arch=arch)
+            key = run_key(spec, hyper)
+            out.append(RunTask(profile=prof.name, group=group.name, figure=group.figure,
+                               spec=spec, hyper=hyper, key=key, run_id=run_id(key),
+                               keep_policy=group.keep_policy, train_steps=_steps(group)))  # fmt: skip
+    return out
+
+
+def _steps(group: Group) -> int:
+    return group.train_steps
+
+
+def estimate_seconds(task: RunTask) -> float:
+    """Estimated wall time of one run on the reference machine (training + evaluation)."""
+    speeds = machine_speeds()
+    algo, arch = task.spec.algo, task.spec.arch
+    train_speed = speeds["train_steps_per_s"].get(f"{algo}/{arch}", 50)
+    evaluation = task.hyper["evaluation"]
+    n_evals = task.train_steps // evaluation["eval_freq"] + 2
+    eval_steps = n_evals * evaluation["eval_episodes"] * speeds["eval_episode_steps"][algo]
+    return (
+        speeds["overhead_s"][algo]
+        + task.train_steps / train_speed
+        + eval_steps / speeds["eval_steps_per_s"][algo]
+    )
+
+
+def schedule_seconds(durations: list[float], workers: int) -> float:
+    """Wall time of running ``durations`` on ``workers`` (longest first, greedy)."""
+    loads = [0.0] * max(1, workers)
+    for d in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return max(loads)
+
+
+def human_time(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``7.2 h`` or ``12.3 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found and did; ``failed`` maps run id to a one-line reason."""
+
+    total: int
+    reused: int
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _init_worker() -> None:
+    import warnings
+
+    warnings.simplefilter("ignore", DeprecationWarning)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_task(task: RunTask, scratch: str | None = None) -> tuple[str, dict[str, bytes] | None, str]:
+    """Worker entry point: ``(run id, files or None, error line)``; never raises."""
+    try:
+        import torch
+
+        torch.set_num_threads(task.spec.threads)
+        return task.run_id, execute(task, scratch), ""
+    except Exception as err:  # a failed run must not stop the sweep
+        line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+        loc = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+        return task.run_id, None, f"{type(err).__name__}: {line}{loc}"
+
+
+def _local(tasks: list[RunTask], workers: int, scratch: str, done: Callable) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    try:
+        futures = {pool.submit(run_task, t, scratch): t for t in tasks}
+        for fut in as_completed(futures):
+            try:
+                done(*fut.result())
+            except BrokenProcessPool:
+                done(futures[fut].run_id, None, "worker process died (killed or out of memory)")
+    except BaseException:  # interrupted or killed: take the workers down with the sweep
+        for proc in list((pool._processes or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _terminate_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit`` so a killed sweep stops its workers too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _check_address(address: str) -> None:
+    """One clear error line when ``host:port`` does not accept connections."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"address={address!r} is invalid: use HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ConfigError(
+            f"address={address!r} is unreachable ({err.strerror or err}): give the HOST:PORT of a "
+            "running Ray head, or omit --address for a local Ray"
+        ) from None
+
+
+def _ray(tasks: list[RunTask], workers: int, address: str | None, done: Callable) -> None:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, num_cpus=None if address else workers,
+                     include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
+        except Exception as err:
+            line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"address={address!r}: cannot start or reach Ray ({line})") from None
+        started = True
+    try:
+        remote = ray.remote(run_task)
+        pending = [remote.options(num_cpus=t.spec.threads).remote(t) for t in tasks]
+        by_ref = dict(zip(pending, tasks, strict=True))
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                done(*ray.get(ready[0]))
+            except Exception as err:  # the worker itself died
+                done(by_ref[ready[0]].run_id, None, f"Ray task failed: {type(err).__name__}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def sweep(
+    profile: str,
+    figure: str | None = None,
+    envs: list[str] | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    data: str | Path | None = None,
+    progress: bool | None = None,
+    out=None,
+) -> SweepResult:
+    """Make every run of ``profile`` (``figure``, ``envs``) exist in the run store.
+
+    :param workers: parallel runs (default: the CPU count; for Ray, the local instance's CPUs).
+    :param data: the data folder (default ``<repo root>/data``); runs go to ``data/runs/<profile>``.
+    :param out: stream for the report (default stdout).
+    """
+    out = out or sys.stdout
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r} is invalid: choose one of {', '.join(EXECUTORS)}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers={workers!r} is invalid: a positive integer is required")
+    if address and executor != "ray":
+        raise ConfigError(f"address={address!r} needs --executor ray")
+    if address and executor == "ray":
+        _check_address(address)
+    workers = workers or os.cpu_count() or 1
+    prof = load_profile(profile)
+    tasks = tasks_of(profile, figure, envs)
+    store = RunStore(data_root(data) / "runs" / prof.name)
+    store.clean_partials()
+    todo, corrupt = [], {}
+    for t in tasks:
+        state, reason = store.status(t.run_id)
+        if force or state != "done":
+            todo.append(t)
+        if state == "corrupt":
+            corrupt[t.run_id] = reason
+    scope = f"profile {prof.name}" + (f", {figure}" if figure else "")
+    steps = sum(t.train_steps for t in todo)
+    est = schedule_seconds([estimate_seconds(t) for t in todo], workers)
+    print(
+        f"{scope}: {len(tasks)} runs, {len(tasks) - len(todo)} finished, {len(todo)} to run; "
+        f"{steps:,} env steps; estimated {human_time(est)} with {workers} worker(s) on the "
+        f"reference machine (2 CPU cores)",
+        file=out,
+    )
+    for reason in corrupt.values():
+        print(f"  {reason}; it will be recomputed", file=out)
+    if dry_run:
+        for g in prof.select(figure, envs):
+            gt = [t for t in todo if t.group == g.name]
+            print(
+                f"  {g.name} ({g.figure}): {g.algo} x {len(g.envs)} env(s) x {len(g.archs)} "
+                f"arch(s) x {len(g.sparsities)} sparsities x {g.seeds} seed(s) = {g.n_runs} runs "
+                f"of {g.train_steps:,} env steps (T = {g.T:,}); {len(gt)} to run, "
+                f"{human_time(sum(estimate_seconds(t) for t in gt))} of single-worker time",
+                file=out,
+            )
+        print(f"  memory: {prof.memory}", file=out)
+        return SweepResult(total=len(tasks), reused=len(tasks) - len(todo))
+
+    result = SweepResult(total=len(tasks), reused=len(tasks) - len(todo))
+    if not todo:
+        return result
+    from tqdm import tqdm
+
+    show = progress if progress is not None else True
+    bar = tqdm(total=len(todo), unit="run", desc=f"sweep {prof.name}", disable=not show,
+               file=sys.stderr)  # fmt: skip
+
+    def done(rid: str, files: dict[str, bytes] | None, error: str) -> None:
+        if files is None:
+            result.failed[rid] = error
+        else:
+            store.commit(rid, files, force=force or rid in corrupt)
+            result.ran.append(rid)
+        bar.update(1)
+
+    try:
+        if executor == "local":
+            store.root.mkdir(parents=True, exist_ok=True)
+            _local(todo, min(workers, len(todo)), str(store.root), done)
+        else:
+            _ray(todo, workers, address, done)
+    finally:
+        bar.close()
+    print(f"{scope}: {len(result.ran)} run(s) trained, {result.reused} reused, "
+          f"{len(result.failed)} failed", file=out)  # fmt: skip
+    for rid, reason in result.failed.items():
+        print(f"  FAILED {rid}: {reason}", file=out)
+    return result
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def register(subparsers) -> None:
+    """Add ``nnc4rl sweep``."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="train every missing run of a reproduction profile",
+        description="Fill data/runs/<profile>/ with every run of a profile (smoke, mini, paper); "
+        "finished runs are reused, so a killed sweep resumes.",
+    )
+    p.add_argument("--profile", required=True, help=f"one of {', '.join(profile_names())}")
+    p.add_argument("--figure", help=f"only the runs of one figure: {', '.join(FIGURES)}")
+    p.add_argument("--env", dest="envs", action="append", help="only this env (repeatable)")
+    p.add_argument("--executor", default="local", help="local (process pool, default) or ray")
+    p.add_argument("--workers", type=_positive, help="parallel runs (default: CPU count)")
+    p.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray)")
+    p.add_argument("--data", help="data folder (default: <repo>/data or $NNC4RL_DATA)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and estimate, run nothing"
+    )
+    p.add_argument("--force", action="store_true", help="recompute finished runs too")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    _terminate_on_sigterm()
+    result = sweep(args.profile, args.figure, args.envs, args.executor, args.workers,
+                   args.address, args.dry_run, args.force, args.data,
+                   args.progress if args.progress is not None else sys.stderr.isatty())  # fmt: skip
+    return 1 if result.failed else 0

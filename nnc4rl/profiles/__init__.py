@@ -18,7 +18,7 @@ from nnc4rl.config import ConfigError
 FIGURES = ("fig4", "fig5", "fig6")
 NOT_PROFILES = {"machine"}
 GROUP_KEYS = {"name", "figure", "title", "algo", "envs", "archs", "sparsities", "quantize", "bits",
-              "seeds", "T", "threads", "keep_policy", "overrides", "distribution"}  # fmt: skip
+              "seeds", "T", "threads", "keep_policy", "overrides", "distribution", "label"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Group:
     :param seeds: number of seeds (``0 .. seeds-1``).
     :param keep_policy: store the compressed network as ``policy.npz`` in the run folder.
     :param overrides: hyperparameter overrides (``--set`` keys) applied to every run.
+    :param label: what the results are worth, added to every figure caption (e.g. "pipeline
+        check"); empty for the paper's protocol.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Group:
     keep_policy: bool = False
     distribution: str = "erdos_renyi"
     overrides: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
 
     def cells(self) -> list[dict[str, Any]]:
         """Every run of the group as ``RunSpec`` keyword arguments (env-major order)."""

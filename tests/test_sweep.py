@@ -94,6 +94,13 @@ def test_local_sweep_reuses_forces_and_reports_failures(tiny_profile, tmp_path, 
     again = sweep("smoke", data=tmp_path, workers=2, progress=False)
     assert (again.reused, again.ran) == (2, [])
     assert "2 runs, 2 finished, 0 to run" in capsys.readouterr().out
+    (store.path(ids[1]) / "evaluations.csv").unlink()  # a damaged run folder
+    repaired = sweep("smoke", data=tmp_path, workers=1, progress=False)
+    assert repaired.ran == [ids[1]]
+    out = capsys.readouterr().out
+    assert (
+        f"{store.path(ids[1])} is corrupt: evaluations.csv is missing; it will be recomputed" in out
+    )
     forced = sweep("smoke", data=tmp_path, workers=1, progress=False, force=True)
     assert len(forced.ran) == 2
     assert (store.path(ids[0]) / "summary.json").stat().st_mtime != mtime

@@ -215,7 +215,8 @@ def sweep(
 ) -> SweepResult:
     """Make every run of ``profile`` (``figure``, ``envs``) exist in the run store.
 
-    :param workers: parallel runs (default: the CPU count; for Ray, the local instance's CPUs).
+    :param workers: parallel runs (default: the CPU count divided by the runs' torch threads; for
+        Ray without ``address``, the CPUs of the local instance).
     :param data: the data folder (default ``<repo root>/data``); runs go to ``data/runs/<profile>``.
     :param out: stream for the report (default stdout).
     """
@@ -228,9 +229,10 @@ def sweep(
         raise ConfigError(f"address={address!r} needs --executor ray")
     if address and executor == "ray":
         _check_address(address)
-    workers = workers or os.cpu_count() or 1
     prof = load_profile(profile)
     tasks = tasks_of(profile, figure, envs)
+    threads = max((t.spec.threads for t in tasks), default=1)
+    workers = workers or max(1, (os.cpu_count() or 1) // threads)
     store = RunStore(data_root(data) / "runs" / prof.name)
     store.clean_partials()
     todo, corrupt = [], {}
@@ -261,6 +263,9 @@ def sweep(
                 f"{human_time(sum(estimate_seconds(t) for t in gt))} of single-worker time",
                 file=out,
             )
+        total = sum(estimate_seconds(t) for t in todo)
+        if total > 86400:
+            print(f"  on a cluster of 100 such workers: about {human_time(total / 100)}", file=out)
         print(f"  memory: {prof.memory}", file=out)
         return SweepResult(total=len(tasks), reused=len(tasks) - len(todo))
 
@@ -314,7 +319,11 @@ def register(subparsers) -> None:
     p.add_argument("--figure", help=f"only the runs of one figure: {', '.join(FIGURES)}")
     p.add_argument("--env", dest="envs", action="append", help="only this env (repeatable)")
     p.add_argument("--executor", default="local", help="local (process pool, default) or ray")
-    p.add_argument("--workers", type=_positive, help="parallel runs (default: CPU count)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        help="parallel runs (default: CPU count / torch threads per run)",
+    )
     p.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray)")
     p.add_argument("--data", help="data folder (default: <repo>/data or $NNC4RL_DATA)")
     p.add_argument(

@@ -5,8 +5,10 @@ distribution, quantize, bits, seed, T and the resolved hyperparameters): their c
 hashed into a stable id. A run folder holds
 
 * ``summary.json`` and ``evaluations.csv`` - written by :func:`nnc4rl.runner.train`;
-* ``run.json`` - the run's key, its id, and ``size_fp32`` (the size of the compressed network
-  stored at 32 bits, i.e. the "pruned" point at ``T``);
+* ``run.json`` - the run's key, its id, and ``size_fp32``: the final network's size stored at
+  32 bits, used for the fp32 ("pruned") point at ``T``. It is read from the final tensors, so
+  for a quantized run it also counts the few weights that QAT rounded to zero (the mask itself
+  is fixed from 0.8 T on);
 * ``policy.npz`` - only when the group keeps policies: the compressed network's tensors
   (SAC actor / DQN Q-network), ``np.savez_compressed``. ``model.zip`` (critics, optimizer state)
   and replay buffers are never kept, so ``data/`` stays small enough for git.

@@ -38,7 +38,8 @@ def _bits(text: str) -> int:
     return int(text)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distribution", choices=DISTRIBUTIONS, default="erdos_renyi")
     t.add_argument("--quantize", action="store_true", help="add the QAT phase (1.2 T steps)")
     t.add_argument("--bits", type=_bits, default=8, help="QAT bit width, 2..8 (default 8)")
-    t.add_argument("--steps", type=_positive_int, required=True, help="the paper's T (env steps)")
+    t.add_argument("--steps", type=positive_int, required=True, help="the paper's T (env steps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder to create (must not exist)")
     t.add_argument(
@@ -72,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a hyperparameter (YAML value; dotted keys for nested), repeatable",
     )
-    t.add_argument("--n-envs", type=_positive_int, default=1)
-    t.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default 1)")
+    t.add_argument("--n-envs", type=positive_int, default=1)
+    t.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     t.add_argument("--device", default="cpu")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip

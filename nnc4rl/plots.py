@@ -35,9 +35,13 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2):
     return fig, list(axes.flat[:n])
 
 
+def _wrap(fig: plt.Figure, title: str) -> str:
+    """``title`` wrapped to the figure's width (about 11 characters per inch)."""
+    return textwrap.fill(title, width=int(fig.get_figwidth() * 11))
+
+
 def _suptitle(fig: plt.Figure, title: str) -> None:
-    """A title wrapped to the figure's width (about 11 characters per inch)."""
-    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 11)), fontsize=10)
+    fig.suptitle(_wrap(fig, title), fontsize=10)
     fig.tight_layout()
 
 
@@ -104,7 +108,6 @@ def sparsity_schedule(plans: list[TrainingPlan], title: str) -> plt.Figure:
     """Figure 2: target sparsity against env steps (``plan.sparsity_at``) for each plan."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for plan in plans:
-        T = plan.total_timesteps
         steps = np.unique(np.concatenate([np.linspace(0, plan.total_steps, 400).astype(int),
                                           np.asarray(plan.event_steps())]))  # fmt: skip
         ax.step(steps, [plan.sparsity_at(int(t)) for t in steps], where="post",
@@ -117,7 +120,7 @@ def sparsity_schedule(plans: list[TrainingPlan], title: str) -> plt.Figure:
     ax.set_ylabel("target sparsity")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10, pad=14)
+    ax.set_title(_wrap(fig, title), fontsize=10, pad=14)
     fig.tight_layout()
     return fig
 
@@ -144,7 +147,7 @@ def training_scheme(plan: TrainingPlan, title: str) -> plt.Figure:
     ax.set_ylim(0, 1)
     ax.set_xlabel("env steps")
     ax.set_ylabel("sparsity")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(fig, title), fontsize=10)
     fig.tight_layout()
     return fig
 

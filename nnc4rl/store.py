@@ -9,9 +9,10 @@ hashed into a stable id. A run folder holds
   32 bits, used for the fp32 ("pruned") point at ``T``. It is read from the final tensors, so
   for a quantized run it also counts the few weights that QAT rounded to zero (the mask itself
   is fixed from 0.8 T on);
-* ``policy.npz`` - only when the group keeps policies: the compressed network's tensors
-  (SAC actor / DQN Q-network), ``np.savez_compressed``. ``model.zip`` (critics, optimizer state)
-  and replay buffers are never kept, so ``data/`` stays small enough for git.
+* ``policy.npz`` - only when the group keeps policies and the run is quantized: the compressed
+  network (SAC actor / DQN Q-network) as the deployment artifact of ``nnc4rl/export/FORMAT.md``
+  (``nnc4rl.export.load_policy`` runs it). ``model.zip`` (critics, optimizer state) and replay
+  buffers are never kept, so ``data/`` stays small enough for git.
 
 Writes are atomic: files go into a hidden ``.<id>.partial-<pid>-*`` folder that is renamed when
 complete, so a folder named by its id is always a finished run. Training happens in a worker
@@ -21,7 +22,6 @@ complete, so a folder named by its id is always a finished run. Training happens
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -192,19 +192,12 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _policy_npz(model_zip: Path) -> bytes:
-    """The compressed network's tensors of ``model_zip`` (SAC actor / DQN Q-network, weights and
-    biases, without the target network) as a compressed ``.npz``."""
-    import numpy as np
+def _policy_artifact(run_folder: Path) -> bytes:
+    """The run's compressed network as a deployment artifact (``nnc4rl/export/FORMAT.md``)."""
+    from nnc4rl.export import artifact_from_path, save_artifact
 
-    from nnc4rl.measure import load_policy_state
-
-    state = load_policy_state(model_zip)
-    prefix = "actor." if any(k.startswith("actor.") for k in state) else "q_net."
-    arrays = {k: v.numpy() for k, v in state.items() if k.startswith(prefix)}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
+    save_artifact(artifact_from_path(run_folder), run_folder / "policy.npz")
+    return (run_folder / "policy.npz").read_bytes()
 
 
 def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes]:
@@ -235,8 +228,8 @@ def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes
             "summary.json": (out / "summary.json").read_bytes(),
             "evaluations.csv": (out / "evaluations.csv").read_bytes(),
         }
-        if task.keep_policy:
-            files["policy.npz"] = _policy_npz(out / "model.zip")
+        if task.keep_policy and task.spec.quantize:  # only a quantized network has an artifact
+            files["policy.npz"] = _policy_artifact(out)
         return files
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

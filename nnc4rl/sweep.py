@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nnc4rl.config import ConfigError
-from nnc4rl.profiles import FIGURES, Group, load_profile, machine_speeds, profile_names
+from nnc4rl.profiles import FIGURES, load_profile, machine_speeds, profile_names
 from nnc4rl.runner import RunSpec, resolve
 from nnc4rl.store import RunStore, RunTask, data_root, execute, run_id, run_key
 
@@ -48,12 +48,8 @@ def tasks_of(
             key = run_key(spec, hyper)
             out.append(RunTask(profile=prof.name, group=group.name, figure=group.figure,
                                spec=spec, hyper=hyper, key=key, run_id=run_id(key),
-                               keep_policy=group.keep_policy, train_steps=_steps(group)))  # fmt: skip
+                               keep_policy=group.keep_policy, train_steps=group.train_steps))  # fmt: skip
     return out
-
-
-def _steps(group: Group) -> int:
-    return group.train_steps
 
 
 def estimate_seconds(task: RunTask) -> float:
@@ -301,14 +297,10 @@ def sweep(
     return result
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
 def register(subparsers) -> None:
     """Add ``nnc4rl sweep``."""
+    from nnc4rl.cli import positive_int
+
     p = subparsers.add_parser(
         "sweep",
         help="train every missing run of a reproduction profile",
@@ -321,7 +313,7 @@ def register(subparsers) -> None:
     p.add_argument("--executor", default="local", help="local (process pool, default) or ray")
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         help="parallel runs (default: CPU count / torch threads per run)",
     )
     p.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray)")

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from nnc4rl.cli import main
+from nnc4rl.export import load_policy
 from nnc4rl.store import RunStore
 from nnc4rl.sweep import sweep, tasks_of
 
@@ -90,6 +92,9 @@ def test_local_sweep_reuses_forces_and_reports_failures(tiny_profile, tmp_path, 
             "evaluations.csv",
             "policy.npz",
         }
+        # the kept policy is the deployment artifact and acts like the trained actor
+        policy = load_policy(store.path(rid) / "policy.npz")
+        assert policy.predict(np.zeros(11, dtype=np.float32))[0].shape == (3,)
     mtime = (store.path(ids[0]) / "summary.json").stat().st_mtime
     again = sweep("smoke", data=tmp_path, workers=2, progress=False)
     assert (again.reused, again.ran) == (2, [])

@@ -89,7 +89,7 @@ def run_key(spec: RunSpec, hyper: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_id(key: dict[str, Any]) -> str:
-    """A readable, stable id: ``sac-Hopper-v4-mlp-s0.90-q8-T800-seed0-<10 hex of sha256>``."""
+    """A readable, stable id: ``sac-Hopper-v4-mlp-s0.90-q8-T600-seed0-<10 hex of sha256>``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     weights = f"q{key['bits']}" if key["quantize"] else "fp32"
     env = key["env"].replace("NoFrameskip", "")

@@ -1,4 +1,4 @@
-"""Deployment export of DQN Q-networks (Nature CNN and IMPALA ResNet) on real Atari frames."""
+"""Deployment export of DQN Q-networks (Nature CNN and the paper's ResNet) on real Atari frames."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def cnn(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resnet(tmp_path_factory):
-    return _cached("impala", tmp_path_factory)
+    return _cached("impala-authors", tmp_path_factory)  # the paper's ResNet
 
 
 @pytest.mark.parametrize("fmt", ["npz", "onnx", "c"])

@@ -61,6 +61,8 @@ def measure_state_dict(state_dict: dict[str, torch.Tensor], bits: int | None) ->
     size = network_size(layers, bits=bits or 32)
     out = {
         "measured_sparsity": size["sparsity"],
+        "params": size["numel"],
+        "nnz": size["nnz"],
         "layer_sparsity": {k: float((w == 0).double().mean()) for k, w in weights.items()},
         "size": {
             k: size[k] for k in ("fp32_bytes", "compressed_bytes", "nominal_ratio", "real_ratio")

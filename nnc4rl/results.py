@@ -67,18 +67,14 @@ def load_runs(
             "run_id": meta["run_id"], "figure": meta["figure"], "group": meta["group"],
             "algo": s["algo"], "env": s["env"], "arch": s["arch"], "seed": s["seed"],
             "sparsity": s["target_sparsity"], "quantized": s["quantized"], "bits": s["bits"],
-            "T": s["T"], "params": meta["numel"], "nnz": meta["nnz"],
-            "measured_sparsity": 1.0 - meta["nnz"] / meta["numel"],
-            "wall_time_s": s["wall_time_s"],
+            "T": s["T"], "wall_time_s": s["wall_time_s"],
         }  # fmt: skip
-        for phase, ev in s["eval"].items():
-            size = s["size"] if phase == "qat_end" else meta["size_fp32"]
+        for phase, ev in s["eval"].items():  # each point measured on the network evaluated there
             row = dict(base, phase=phase, variant=variant(s["target_sparsity"], phase))
             row.update(step=ev["step"], return_mean=ev["mean"], return_std=ev["std"],
-                       episodes=ev["episodes"], **{k: size[k] for k in (
+                       episodes=ev["episodes"], measured_sparsity=ev["measured_sparsity"],
+                       params=ev["params"], nnz=ev["nnz"], **{k: ev["size"][k] for k in (
                            "fp32_bytes", "compressed_bytes", "nominal_ratio", "real_ratio")})  # fmt: skip
-            if phase == "qat_end":
-                row["measured_sparsity"] = s["measured_sparsity"]
             rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:

@@ -266,7 +266,7 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
     from stable_baselines3.common.callbacks import CallbackList, ProgressBarCallback
 
     import nnc4rl
-    from nnc4rl.measure import measure_model_zip
+    from nnc4rl.measure import measure_model_zip, measure_state_dict
     from nnc4rl.sb3 import CompressionCallback
 
     torch.set_num_threads(spec.threads)
@@ -281,10 +281,12 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
     try:
         model = build_model(spec, hyper, env, plan)
         evaluator = Evaluator(eval_env, hyper["evaluation"]["eval_episodes"], plan)
-        boundary: dict[str, dict] = {}
+        boundary: dict[str, dict] = {}  # evaluation point -> its evaluation row
+        measured_at: dict[str, dict] = {}  # evaluation point -> the evaluated network's tensors
 
         def at_finetune_end(m) -> None:
             boundary["finetune_end"] = evaluator.evaluate(m, m.num_timesteps)
+            measured_at["finetune_end"] = measure_state_dict(m.policy.state_dict(), None)
 
         compression = CompressionCallback(plan, spec.distribution, at_finetune_end)
         callbacks = [
@@ -298,13 +300,15 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
         wall = time.perf_counter() - start
         compression.finalize()
         final = evaluator.evaluate(model, model.num_timesteps)
-        boundary["qat_end" if spec.quantize else "finetune_end"] = final
+        final_point = "qat_end" if spec.quantize else "finetune_end"
+        boundary[final_point] = final
         model.save(folder / "model.zip")
     finally:
         env.close()
         eval_env.close()
 
     measured = measure_model_zip(folder / "model.zip", spec.bits if spec.quantize else None)
+    measured_at[final_point] = measured
     summary = {
         "algo": spec.algo,
         "env": spec.env,
@@ -324,8 +328,11 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
         "layer_sparsity": measured["layer_sparsity"],
         "size": measured["size"],
         "size_layers": measured["size_layers"],
+        # each evaluation point with the size of the network evaluated there (fp32 at T)
         "eval": {
-            k: {f: v[f] for f in ("step", "mean", "std", "episodes")} for k, v in boundary.items()
+            k: {f: v[f] for f in ("step", "mean", "std", "episodes")}
+            | {f: measured_at[k][f] for f in ("measured_sparsity", "params", "nnz", "size")}
+            for k, v in boundary.items()
         },
         "plan": plan.to_dict(),
         "hyperparameters": hyper,

@@ -43,10 +43,7 @@ class LayerSize:
 
 def index_bytes(rows: int, cols: int, nnz: int) -> dict[str, int]:
     """Index cost in bytes of each encoding that can represent a ``rows x cols`` matrix."""
-    options = {
-        "dense": 0 if nnz == rows * cols else math.inf,
-        "bitmask": math.ceil(rows * cols / 8),
-    }
+    options = {"dense": 0, "bitmask": math.ceil(rows * cols / 8)}  # dense stores the zeros too
     row_ptr = (rows + 1) * (2 if nnz <= 0xFFFF else 4)
     if cols <= 256:
         options["csr8"] = nnz + row_ptr
@@ -79,7 +76,7 @@ def layer_size(
         nnz=nnz,
         encoding=best,
         value_bytes=value_bytes(weight.numel() if best == "dense" else nnz, bits),
-        index_bytes=int(options[best]),
+        index_bytes=options[best],
         bias_bytes=4 * (bias.numel() if bias is not None else 0),
         scale_bytes=0 if bits == 32 else 4 * (rows if per_channel else 1),
     )

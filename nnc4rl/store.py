@@ -5,10 +5,7 @@ distribution, quantize, bits, seed, T and the resolved hyperparameters): their c
 hashed into a stable id. A run folder holds
 
 * ``summary.json`` and ``evaluations.csv`` - written by :func:`nnc4rl.runner.train`;
-* ``run.json`` - the run's key, its id, and ``size_fp32``: the final network's size stored at
-  32 bits, used for the fp32 ("pruned") point at ``T``. It is read from the final tensors, so
-  for a quantized run it also counts the few weights that QAT rounded to zero (the mask itself
-  is fixed from 0.8 T on);
+* ``run.json`` - the run's key, its id, profile, group and figure;
 * ``policy.npz`` - only when the group keeps policies and the run is quantized: the compressed
   network (SAC actor / DQN Q-network) as the deployment artifact of ``nnc4rl/export/FORMAT.md``
   (``nnc4rl.export.load_policy`` runs it). ``model.zip`` (critics, optimizer state) and replay
@@ -203,7 +200,6 @@ def _policy_artifact(run_folder: Path) -> bytes:
 def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes]:
     """Train ``task`` in a temporary folder (under ``scratch`` if it exists) and return the run
     folder's files as ``{name: bytes}`` for :meth:`RunStore.commit`."""
-    from nnc4rl.measure import measure_model_zip
     from nnc4rl.runner import train
 
     base = Path(scratch) if scratch is not None and Path(scratch).is_dir() else None
@@ -211,7 +207,6 @@ def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes
     try:
         out = tmp / "run"
         train(task.spec, out, progress=False)
-        fp32 = measure_model_zip(out / "model.zip", None)
         meta = {
             "run_id": task.run_id,
             "profile": task.profile,
@@ -219,9 +214,6 @@ def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes
             "figure": task.figure,
             "key": task.key,
             "spec": asdict(task.spec),
-            "size_fp32": fp32["size"],
-            "nnz": sum(layer["nnz"] for layer in fp32["size_layers"]),
-            "numel": sum(layer["numel"] for layer in fp32["size_layers"]),
         }
         files = {
             "run.json": (json.dumps(meta, indent=2) + "\n").encode(),

@@ -15,15 +15,17 @@ SIZE = {"fp32_bytes": 1000, "compressed_bytes": 100, "nominal_ratio": 40.0, "rea
 
 
 def _run(rid: str, sparsity: float, seed: int, fp32_ret: float, q_ret: float) -> dict[str, bytes]:
+    point = {"measured_sparsity": sparsity, "params": 100, "nnz": round(100 * (1 - sparsity))}
     summary = {
         "algo": "sac", "env": "Hopper-v4", "arch": "mlp", "seed": seed,
         "target_sparsity": sparsity, "quantized": True, "bits": 8, "T": 100,
         "wall_time_s": 1.0, "measured_sparsity": sparsity, "size": SIZE,
-        "eval": {"finetune_end": {"step": 100, "mean": fp32_ret, "std": 0.0, "episodes": 2},
-                 "qat_end": {"step": 120, "mean": q_ret, "std": 0.0, "episodes": 2}},
+        "eval": {"finetune_end": {"step": 100, "mean": fp32_ret, "std": 0.0, "episodes": 2,
+                                  "size": SIZE | {"nominal_ratio": 1 / (1 - sparsity)}, **point},
+                 "qat_end": {"step": 120, "mean": q_ret, "std": 0.0, "episodes": 2,
+                             "size": SIZE, **point}},
     }  # fmt: skip
-    meta = {"run_id": rid, "figure": "fig4", "group": "mujoco", "numel": 100,
-            "nnz": round(100 * (1 - sparsity)), "size_fp32": SIZE | {"nominal_ratio": 1 / (1 - sparsity)},
+    meta = {"run_id": rid, "figure": "fig4", "group": "mujoco",
             "key": {"algo": "sac", "env": "Hopper-v4", "arch": "mlp", "seed": seed,
                     "sparsity": sparsity, "quantize": True, "bits": 8, "T": 100}}  # fmt: skip
     curve = "step,phase,mean,std,episodes\n50,pruning,1.0,0.0,2\n100,finetune,2.0,0.0,2\n"

@@ -1,7 +1,5 @@
 """Size accounting: the paper's nominal ratio and the real stored bytes, from the tensors."""
 
-import math
-
 import pytest
 import torch
 
@@ -61,4 +59,11 @@ def test_index_bytes_row_pointer_width():
     assert index_bytes(10, 100, 70_000)["csr8"] == 70_000 + 11 * 4
     assert index_bytes(10, 100, 100)["csr8"] == 100 + 11 * 2
     assert "csr8" not in index_bytes(10, 257, 5)
-    assert index_bytes(3, 3, 9)["dense"] == 0 and math.isinf(index_bytes(3, 3, 8)["dense"])
+    assert index_bytes(3, 3, 9)["dense"] == 0 and index_bytes(3, 3, 8)["dense"] == 0
+
+
+def test_a_nearly_dense_fp32_layer_is_stored_dense_at_ratio_one():
+    w = torch.ones(64, 64)
+    w[0, :3] = 0  # a few zeros do not pay for any index at fp32
+    size = network_size({"l": (w, torch.ones(64), False)}, bits=32)
+    assert size["layers"][0]["encoding"] == "dense" and size["real_ratio"] == 1.0

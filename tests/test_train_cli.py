@@ -75,6 +75,12 @@ def test_run_folder_contents(run):
     assert s["eval"]["qat_end"]["step"] == s["total_timesteps"]
     for e in s["eval"].values():
         assert e["episodes"] >= 1 and isinstance(e["mean"], float)
+    # at T the evaluated network holds exactly the masks: the target within a weight per layer
+    at_t = s["eval"]["finetune_end"]
+    n_layers = len(s["layer_sparsity"])
+    assert abs(at_t["measured_sparsity"] - SPARSITY) * at_t["params"] <= n_layers
+    assert at_t["size"]["nominal_ratio"] == pytest.approx(1 / (1 - at_t["measured_sparsity"]))
+    assert s["eval"]["qat_end"]["size"] == s["size"]
     assert s["wall_time_s"] > 0
     # quantization can only add zeros (weights below half a step round to 0)
     assert s["measured_sparsity"] >= SPARSITY - 1e-4

@@ -20,6 +20,28 @@ class ConfigError(ValueError):
     """Bad input from the user: the message is one line naming the value and what is allowed."""
 
 
+# -- the one validator of each compression setting (plan, runner, CLI, profiles, pruning) ---------
+def check_sparsity(value: Any, name: str = "sparsity") -> float:
+    """``value`` as a float in [0, 1); raises :class:`ConfigError` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name}={value!r} is invalid: a number in [0, 1) is required")
+    return float(value)
+
+
+def check_bits(value: Any, name: str = "bits") -> int:
+    """``value`` as an integer bit width in 2..8; raises :class:`ConfigError` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 8:
+        raise ConfigError(f"{name}={value!r} is invalid: an integer in 2..8 is required")
+    return value
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an integer >= ``minimum``; raises :class:`ConfigError` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} is invalid: an integer >= {minimum} is required")
+    return value
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in extra.items():

@@ -14,12 +14,38 @@ Typical use on your own agent::
     model.save("hopper_98_int8")
 """
 
-from nnc4rl.measure import measure_model_zip, measure_state_dict
-from nnc4rl.plan import Phase, TrainingPlan
-from nnc4rl.pruning import MaskSet, erdos_renyi_densities, magnitude_masks
-from nnc4rl.quant import fake_quantize, post_training_quantize
-from nnc4rl.sb3 import CompressionCallback, compressed_network
-from nnc4rl.size import network_size
+from importlib import import_module
+from typing import Any
+
+# Names are imported on first use (PEP 562): reading a run store (``nnc4rl.results``,
+# ``nnc4rl.schema``) must not pull in torch, Stable-Baselines3 or gymnasium.
+_LAZY = {
+    "measure_model_zip": "nnc4rl.measure",
+    "measure_state_dict": "nnc4rl.measure",
+    "Phase": "nnc4rl.plan",
+    "TrainingPlan": "nnc4rl.plan",
+    "MaskSet": "nnc4rl.pruning",
+    "erdos_renyi_densities": "nnc4rl.pruning",
+    "magnitude_masks": "nnc4rl.pruning",
+    "fake_quantize": "nnc4rl.quant",
+    "post_training_quantize": "nnc4rl.quant",
+    "CompressionCallback": "nnc4rl.sb3",
+    "compressed_network": "nnc4rl.sb3",
+    "network_size": "nnc4rl.size",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nnc4rl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -119,15 +119,18 @@ def bootstrap_ci(
     return stats.percentile_bootstrap_ci(values, level, n_boot, seed)
 
 
-SUMMARY_KEYS = ("figure", "group", "env", "arch", "T", "sparsity", "point", "variant")
+# A setting: the group is not part of it, because a figure's control runs (equal-length
+# fine-tuning, 4-bit QAT) live in groups of their own and share the main group's settings.
+SUMMARY_KEYS = ("figure", "env", "arch", "T", "sparsity", "point", "variant")
 
 
 def _main_run_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting and seed.
 
-    A control run (4-bit QAT, or the equal-length fine-tuning) trains exactly like the seed's main
-    run up to ``T``, so it repeats that run's points at ``T`` ("pruned", PTQ); the main run's
-    (8-bit QAT, no extra fine-tuning) are kept. Any other duplicate is a bug and raises.
+    A control run (4-bit QAT, or the equal-length fine-tuning, possibly in a group of its own)
+    trains exactly like the seed's main run up to ``T``, so it repeats that run's points at ``T``
+    ("pruned", PTQ); the main run's (8-bit QAT, no extra fine-tuning) are kept. Any other
+    duplicate is a bug and raises.
     """
     df = runs
     if "current" in df.columns:  # stale runs (settings changed since) never enter a summary
@@ -152,10 +155,10 @@ def _main_run_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per figure, group, env, arch, T, sparsity, point and variant: the returns over seeds and
-    their paired comparison with the same seeds' dense run.
+    """Per figure, env, arch, T, sparsity, point and variant: the returns over seeds and their
+    paired comparison with the same seeds' dense run.
 
-    Columns: the keys; ``n_seeds``, ``mean``, ``std`` (over seeds, ddof 1) and ``t95_low`` /
+    Columns: the keys; ``group`` (the run group the rows come from); ``n_seeds``, ``mean``, ``std`` (over seeds, ddof 1) and ``t95_low`` /
     ``t95_high``: the **Student-t** 95 % interval of the mean (NaN with one seed: no interval);
     ``n_paired`` (seeds that also have a dense run), ``dense_paired_mean`` (the dense return over
     those seeds), ``diff_vs_dense`` (mean same-seed difference to dense) with its Student-t
@@ -174,7 +177,7 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     if "eval_bits" not in df.columns:
         df = df.assign(eval_bits=[point_bits(p, b) for p, b in zip(df["point"], df["bits"],
                                                                    strict=True)])  # fmt: skip
-    setting = ["figure", "group", "env", "arch", "T"]
+    setting = ["figure", "env", "arch", "T"]
     is_ref = (df["point"] == "finetune_end") & (df["sparsity"] == 0)
     reference = {
         k: dict(zip(g["seed"], g["return_mean"], strict=True))
@@ -185,7 +188,7 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         key = dict(zip(SUMMARY_KEYS, k, strict=True))
         x = g["return_mean"].to_numpy(dtype=float)
         lo, hi = stats.t_interval(x, level)
-        row: dict[str, Any] = dict(key, n_seeds=int(g["seed"].nunique()), mean=float(x.mean()),
+        row: dict[str, Any] = dict(key, group=", ".join(sorted(set(g["group"]))), n_seeds=int(g["seed"].nunique()), mean=float(x.mean()),
                                    std=float(x.std(ddof=1)) if x.size > 1 else np.nan,
                                    t95_low=lo, t95_high=hi)  # fmt: skip
         ref = reference.get(tuple(key[c] for c in setting), {})

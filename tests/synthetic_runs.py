@@ -60,7 +60,9 @@ def synthetic_runs(
 ) -> pd.DataFrame:
     """Rows like ``nnc4rl.results.load_runs``: seed ``k`` returns ``dense + luck_k`` minus
     ``loss(s) * dense`` when pruned to ``s``, plus ``qat_gain * dense`` after QAT and
-    ``extra_gain * dense`` after the equal-length fine-tuning; each point adds ``noise``."""
+    ``extra_gain * dense`` after the equal-length fine-tuning; each point adds ``noise``.
+    Control runs (``controls_at``: equal length; ``int4_at``: 4-bit QAT) are in groups of their
+    own, as in the profiles."""
     rng = np.random.default_rng(rng_seed)
     luck = rng.normal(0, seed_sd, seeds)
     rows = []
@@ -82,13 +84,13 @@ def synthetic_runs(
                 rows.append(_row(base, "ptq4", 8, s, noisy(at_t - 0.2 * dense)))
             if s in controls_at:
                 ctl = dict(base, run_id=base["run_id"] + "-ft", quantized=False, bits=32,
-                           extra_finetune=True)  # fmt: skip
+                           extra_finetune=True, group=f"{group}-equal-length")  # fmt: skip
                 rows.append(_row(ctl, "finetune_end", 32, s, fp32 + 0.5))  # same training to T
                 rows.append(
                     _row(ctl, "extra_finetune_end", 32, s, noisy(at_t + extra_gain * dense))
                 )
             if s in int4_at:
-                q4 = dict(base, run_id=base["run_id"] + "-q4", bits=4)
+                q4 = dict(base, run_id=base["run_id"] + "-q4", bits=4, group=f"{group}-int4")
                 rows.append(_row(q4, "finetune_end", 4, s, fp32 - 0.5))
                 rows.append(_row(q4, "qat_end", 4, s, noisy(at_t - 0.05 * dense)))
     return pd.DataFrame(rows)

@@ -71,6 +71,9 @@ def test_controls_are_their_own_variants_and_do_not_duplicate_the_main_run():
             "pruned + PTQ int4"} <= names  # fmt: skip
     assert _one(summary, "pruned + quantized (int4)", 0.98)["eval_bits"] == 4
     assert _one(summary, "pruned, 1.2 T", 0.98)["eval_bits"] == 32
+    control = _one(summary, "pruned, 1.2 T", 0.98)
+    assert control["group"] == "mujoco-equal-length" and control["n_paired"] == 3  # dense: "mujoco"
+    assert _one(summary, "pruned", 0.98)["group"] == "mujoco"
     table = results.env_table(summary, "HalfCheetah-v4", "mlp")
     assert {"pruned, 1.2 T", "pruned, 1.2 T 95% t-CI", "real_ratio_int4",
             "nominal_ratio_int8"} <= set(table.columns)  # fmt: skip

@@ -54,7 +54,17 @@ EXECUTOR ?= local
 ADDRESS ?=
 WORKERS ?=
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# A profile name is checked before anything runs or is created (one line, exit status 2): the
+# file must exist here (or in $NNC4RL_PROFILES), and after setup its content must validate.
+PROFILE_FILES := $(wildcard nnc4rl/profiles/*.yml $(if $(NNC4RL_PROFILES),$(NNC4RL_PROFILES)/*.yml))
+PROFILE_NAMES := $(sort $(filter-out machine,$(basename $(notdir $(PROFILE_FILES)))))
+ifneq ($(filter reproduce,$(MAKECMDGOALS)),)
+ifeq ($(filter $(PROFILE),$(PROFILE_NAMES)),)
+$(error make reproduce: profile=$(PROFILE) is unknown: choose one of $(PROFILE_NAMES))
+endif
+endif
 reproduce: setup
+	@$(BIN)/python -m nnc4rl.profiles "$(PROFILE)" >/dev/null
 	mkdir -p notebooks/executed/$(PROFILE)
 	@set -e; for nb in $(NOTEBOOKS); do \
 		echo "== $$nb ($(PROFILE))"; \
@@ -66,7 +76,7 @@ reproduce: setup
 
 lab: setup
 	$(BIN)/pip install -c requirements.txt -e ".[lab]"
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -11,101 +11,236 @@
 
 from __future__ import annotations
 
-import json
+import csv
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nnc4rl import stats
-from nnc4rl.config import apply_overrides, default_hyperparams
-from nnc4rl.profiles import Group, load_profile
+from nnc4rl import schema, stats
+from nnc4rl.config import ConfigError, apply_overrides, default_hyperparams
+from nnc4rl.profiles import FIGURES, Group, Profile, _as_envs, load_profile
 from nnc4rl.schema import point_bits
-from nnc4rl.store import RunStore, data_root
+from nnc4rl.store import RunStore, data_root, run_id, run_key
 
 VARIANTS = ("dense", "quantized only", "pruned", "pruned + quantized")
 META = ("figure", "group", "algo", "env", "arch", "seed", "sparsity", "quantized", "bits", "T")
 
 
-def variant(sparsity: float, phase: str) -> str:
-    """The paper's name of an evaluation point: phase ``finetune_end`` (``T``) or ``qat_end``."""
-    if phase == "qat_end":
-        return "pruned + quantized" if sparsity > 0 else "quantized only"
-    return "pruned" if sparsity > 0 else "dense"
+def variant(sparsity: float, point: str, bits: int = 8) -> str:
+    """The paper's name of an evaluation point (:func:`nnc4rl.schema.variant`)."""
+    return schema.variant(sparsity, point, bits)
 
 
-def _finished(profile: str, figure: str | None, envs: list[str] | None, data) -> list[Path]:
-    from nnc4rl.sweep import tasks_of
+# Columns of the tables the readers return (also when no run is finished yet).
+RUN_INFO = ["run_id", "figure", "group", "algo", "env", "arch", "seed", "sparsity", "quantized",
+            "bits", "extra_finetune", "T"]  # fmt: skip
+STALE = ["current", "stale_reason"]
+RUN_COLUMNS = [*RUN_INFO, "point", "variant", "eval_bits", "step", "return_mean", "return_std",
+               "episodes", "measured_sparsity", "params", "nnz", "fp32_bytes", "compressed_bytes",
+               "nominal_ratio", "real_ratio", "wall_time_s", *STALE]  # fmt: skip
+CURVE_COLUMNS = [*RUN_INFO, "step", "phase", "return_mean", "return_std", "episodes", *STALE]
+EPISODE_COLUMNS = [*RUN_INFO, "point", "variant", "eval_bits", "step", "episode", "eval_seed",
+                   "return", *STALE]  # fmt: skip
 
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A finished run folder as read from the store, and whether the profile still asks for it.
+
+    :param current: the profile (as its YAML is now) has a run with this id.
+    :param stale_reason: why not, in one line (empty when ``current``).
+    """
+
+    folder: Path
+    meta: dict[str, Any]
+    summary: dict[str, Any]
+    current: bool
+    stale_reason: str
+
+    def info(self) -> dict[str, Any]:
+        """The run's columns shared by every table (:data:`RUN_INFO`)."""
+        m, s = self.meta, self.summary
+        return {"run_id": m["run_id"], "figure": m["figure"], "group": m["group"],
+                "algo": s["algo"], "env": s["env"], "arch": s["arch"], "seed": s["seed"],
+                "sparsity": s["target_sparsity"], "quantized": s["quantized"], "bits": s["bits"],
+                "extra_finetune": s["extra_finetune"], "T": s["T"]}  # fmt: skip
+
+
+def expected_run_ids(prof: Profile) -> dict[str, str]:
+    """``{run id: group name}`` of every run ``prof`` asks for, computed from the YAML alone
+    (hyperparameters by :meth:`Group.hyperparameters`, ids by :func:`nnc4rl.store.run_id`)."""
+    out: dict[str, str] = {}
+    for g in prof.groups:
+        hyper = {arch: g.hyperparameters(arch) for arch in g.archs}
+        for cell in g.cells():
+            spec = SimpleNamespace(**cell)
+            out[run_id(run_key(spec, hyper[cell["arch"]]))] = g.name
+    return out
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The dotted path of the first value that differs between ``a`` and ``b`` (or ``None``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{path}{k}.")
+            if d is not None:
+                return d
+        return None
+    return None if a == b else path.rstrip(".")
+
+
+def _lookup(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def stale_reason(prof: Profile | None, meta: dict[str, Any], profile: str) -> str:
+    """Why the stored run ``meta`` (its ``run.json``) is not one that ``prof`` asks for now."""
+    if prof is None:
+        return f"profile {profile!r} no longer exists"
+    g = prof.group(meta["group"])
+    if g is None:
+        return f"group {meta['group']!r} is no longer in profile {prof.name}"
+    key = meta["key"]
+    is_in = {"env": g.envs, "arch": g.archs, "sparsity": g.sparsities, "seed": range(g.seeds)}
+    for name, allowed in is_in.items():
+        if key[name] not in allowed:
+            shown = f"0..{g.seeds - 1}" if name == "seed" else ", ".join(map(str, allowed))
+            return f"{name} {key[name]!r} is no longer in group {g.name!r} ({shown})"
+    same = {"algo": g.algo, "T": g.T, "distribution": g.distribution, "quantize": g.quantize,
+            "bits": g.bits if g.quantize else 32, "extra_finetune": g.extra_finetune}  # fmt: skip
+    for name, now in same.items():
+        if key.get(name) != now:
+            return f"{name} is {key.get(name)!r} in the run, {now!r} in group {g.name!r}"
+    hyper = g.hyperparameters(key["arch"])
+    where = _first_difference(key["hyperparameters"], hyper)
+    if where is not None:
+        return (
+            f"hyperparameter {where} is {_lookup(key['hyperparameters'], where)!r} in the run, "
+            f"{_lookup(hyper, where)!r} in group {g.name!r}"
+        )
+    return f"its id differs from the one profile {prof.name} gives it now"
+
+
+def _finished(
+    profile: str, figure: str | None, envs: str | list[str] | None, data
+) -> list[StoredRun]:
+    """Every finished run folder under ``data/runs/<profile>/`` (of ``figure`` / ``envs``), read
+    and checked (:func:`nnc4rl.schema.validate_run_folder`), flagged ``current`` or stale.
+
+    :raises CorruptRunError: one line naming the first damaged folder (a sweep recomputes it).
+    """
     store = RunStore(data_root(data) / "runs" / profile)
-    folders = []
-    for task in tasks_of(profile, figure, envs):
-        state, reason = store.status(task.run_id)
-        if state == "corrupt":
-            from nnc4rl.store import CorruptRunError
+    try:
+        prof: Profile | None = load_profile(profile)
+    except ConfigError:
+        if not store.run_ids():
+            raise
+        prof = None  # the profile is gone, its runs are still readable (all stale)
+    if prof is not None:
+        prof.select(figure, envs)  # one clear line for an unknown figure or env
+    elif figure is not None and figure not in FIGURES:
+        raise ConfigError(f"figure={figure!r} is invalid: choose one of {', '.join(FIGURES)}")
+    wanted = _as_envs(envs)
+    expected = expected_run_ids(prof) if prof is not None else {}
+    out = []
+    for rid in store.run_ids():
+        docs = schema.validate_run_folder(store.path(rid))
+        meta = docs["run"]
+        if (figure and meta["figure"] != figure) or (wanted and meta["key"]["env"] not in wanted):
+            continue
+        current = expected.get(rid) == meta["group"]
+        reason = "" if current else stale_reason(prof, meta, profile)
+        out.append(StoredRun(store.path(rid), meta, docs["summary"], current, reason))
+    return out
 
-            raise CorruptRunError(reason)
-        if state == "done":
-            folders.append(store.path(task.run_id))
-    return folders
+
+def _table(rows: list[dict[str, Any]], columns: list[str], order: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=columns)
+    return df.sort_values(order, ignore_index=True, kind="stable") if not df.empty else df
 
 
 def load_runs(
-    profile: str, figure: str | None = None, envs: list[str] | None = None, data=None
+    profile: str, figure: str | None = None, envs: str | list[str] | None = None, data=None
 ) -> pd.DataFrame:
-    """One row per finished run of ``profile`` and evaluation point (see module docstring).
+    """One row per finished run of ``profile`` and evaluation point, read from the run store's
+    folders alone (no gymnasium, SB3 or sweep import).
 
-    Columns: run_id, figure, group, algo, env, arch, seed, sparsity (target), quantized, bits,
-    T, phase, variant, step, return_mean, return_std, episodes, measured_sparsity, params
-    (weights of the compressed network), nnz, fp32_bytes, compressed_bytes, nominal_ratio,
-    real_ratio (of the network as evaluated: fp32 at ``T``, ``bits`` at ``1.2 T``), wall_time_s.
-    Runs not yet trained are absent; a corrupt run folder raises ``CorruptRunError``.
+    Columns (:data:`RUN_COLUMNS`): run_id, figure, group, algo, env, arch, seed, sparsity
+    (target), quantized, bits (QAT bits, 32 if not quantized), extra_finetune, T, point
+    (``finetune_end``, ``qat_end``, ``extra_finetune_end``, ``ptq<b>``), variant (the paper's
+    name, :func:`variant`), eval_bits (bit width of the network evaluated there), step,
+    return_mean, return_std, episodes, measured_sparsity, params (weights of the compressed
+    network), nnz, fp32_bytes, compressed_bytes, nominal_ratio, real_ratio (of the network
+    evaluated at that point), wall_time_s, current, stale_reason.
+
+    Runs the profile no longer asks for (its YAML changed since) are returned too, with
+    ``current`` False and ``stale_reason`` saying why; filter on ``current`` to drop them.
+
+    :param envs: an env id or a list of them (``None`` / empty: all).
+    :raises CorruptRunError: one line naming a damaged run folder.
     """
     rows: list[dict[str, Any]] = []
-    for folder in _finished(profile, figure, envs, data):
-        meta = json.loads((folder / "run.json").read_text())
-        s = json.loads((folder / "summary.json").read_text())
-        base = {
-            "run_id": meta["run_id"], "figure": meta["figure"], "group": meta["group"],
-            "algo": s["algo"], "env": s["env"], "arch": s["arch"], "seed": s["seed"],
-            "sparsity": s["target_sparsity"], "quantized": s["quantized"], "bits": s["bits"],
-            "T": s["T"], "wall_time_s": s["wall_time_s"],
-        }  # fmt: skip
-        for phase, ev in s["eval"].items():  # each point measured on the network evaluated there
-            row = dict(base, phase=phase, variant=variant(s["target_sparsity"], phase))
-            row.update(step=ev["step"], return_mean=ev["mean"], return_std=ev["std"],
-                       episodes=ev["episodes"], measured_sparsity=ev["measured_sparsity"],
-                       params=ev["params"], nnz=ev["nnz"], **{k: ev["size"][k] for k in (
-                           "fp32_bytes", "compressed_bytes", "nominal_ratio", "real_ratio")})  # fmt: skip
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values(
-            ["figure", "env", "arch", "sparsity", "seed", "step"], ignore_index=True
-        )
-    return df
+    for run in _finished(profile, figure, envs, data):
+        s = run.summary
+        base = run.info() | {"wall_time_s": s["wall_time_s"], "current": run.current,
+                             "stale_reason": run.stale_reason}  # fmt: skip
+        for point, ev in s["eval"].items():  # each point measured on the network evaluated there
+            rows.append(base | {
+                "point": point, "variant": variant(s["target_sparsity"], point, s["bits"]),
+                "eval_bits": schema.point_bits(point, s["bits"]), "step": ev["step"],
+                "return_mean": ev["mean"], "return_std": ev["std"], "episodes": ev["episodes"],
+                "measured_sparsity": ev["measured_sparsity"], "params": ev["params"],
+                "nnz": ev["nnz"], **{k: ev["size"][k] for k in schema.SIZE_FIELDS},
+            })  # fmt: skip
+    return _table(rows, RUN_COLUMNS, ["figure", "env", "arch", "sparsity", "seed", "step",
+                                      "point", "run_id"])  # fmt: skip
 
 
 def load_curves(
-    profile: str, figure: str | None = None, envs: list[str] | None = None, data=None
+    profile: str, figure: str | None = None, envs: str | list[str] | None = None, data=None
 ) -> pd.DataFrame:
-    """Learning curves: one row per run and evaluation (columns of :data:`META`, run_id, step,
-    phase, return_mean, return_std, episodes)."""
-    frames = []
-    for folder in _finished(profile, figure, envs, data):
-        meta = json.loads((folder / "run.json").read_text())
-        curve = pd.read_csv(folder / "evaluations.csv")
-        curve = curve.rename(columns={"mean": "return_mean", "std": "return_std"})
-        key = meta["key"]
-        for col, value in (("run_id", meta["run_id"]), ("figure", meta["figure"]),
-                           ("group", meta["group"]), ("algo", key["algo"]), ("env", key["env"]),
-                           ("arch", key["arch"]), ("seed", key["seed"]),
-                           ("sparsity", key["sparsity"]), ("quantized", key["quantize"]),
-                           ("bits", key["bits"]), ("T", key["T"])):  # fmt: skip
-            curve[col] = value
-        frames.append(curve)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """Learning curves: one row per finished run and evaluation in its ``evaluations.csv``
+    (columns :data:`CURVE_COLUMNS`: the run's columns, step, phase, return_mean, return_std,
+    episodes, current, stale_reason). Same arguments as :func:`load_runs`."""
+    rows: list[dict[str, Any]] = []
+    for run in _finished(profile, figure, envs, data):
+        base = run.info() | {"current": run.current, "stale_reason": run.stale_reason}
+        with open(run.folder / "evaluations.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append(base | {"step": int(r["step"]), "phase": r["phase"],
+                                    "return_mean": float(r["mean"]),
+                                    "return_std": float(r["std"]),
+                                    "episodes": int(r["episodes"])})  # fmt: skip
+    return _table(rows, CURVE_COLUMNS, ["figure", "env", "arch", "sparsity", "seed", "run_id",
+                                        "step"])  # fmt: skip
+
+
+def load_episodes(
+    profile: str, figure: str | None = None, envs: str | list[str] | None = None, data=None
+) -> pd.DataFrame:
+    """Every evaluation episode: one row per finished run, evaluation point and episode
+    (columns :data:`EPISODE_COLUMNS`: the run's columns, point, variant, eval_bits, step,
+    episode (0-based), eval_seed (the episode's reset seed, the same at every point of a run, so
+    points compare paired), return, current, stale_reason). Same arguments as
+    :func:`load_runs`."""
+    rows: list[dict[str, Any]] = []
+    for run in _finished(profile, figure, envs, data):
+        s = run.summary
+        base = run.info() | {"current": run.current, "stale_reason": run.stale_reason}
+        for point, ev in s["eval"].items():
+            head = base | {"point": point, "variant": variant(s["target_sparsity"], point,
+                                                              s["bits"]),
+                           "eval_bits": schema.point_bits(point, s["bits"]), "step": ev["step"]}  # fmt: skip
+            for i, (seed, ret) in enumerate(zip(s["eval_seeds"], ev["returns"], strict=True)):
+                rows.append(head | {"episode": i, "eval_seed": seed, "return": ret})
+    return _table(rows, EPISODE_COLUMNS, ["figure", "env", "arch", "sparsity", "seed", "step",
+                                          "point", "run_id", "episode"])  # fmt: skip
 
 
 def bootstrap_ci(
@@ -318,5 +453,5 @@ def write_tables(profile: str, runs: pd.DataFrame, data=None) -> dict[str, pd.Da
     return out
 
 
-__all__ = ["Group", "load_runs", "load_curves", "summarize", "bootstrap_ci", "write_tables",
+__all__ = ["Group", "load_runs", "load_curves", "load_episodes", "StoredRun", "summarize", "bootstrap_ci", "write_tables",
            "hyperparameter_table", "env_table", "table_numbers", "variant"]  # fmt: skip

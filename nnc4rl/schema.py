@@ -271,11 +271,11 @@ def _validate_csv(text: str, steps: set[int]) -> int:
     return len(rows) - 1
 
 
-def _validate_run_json(meta: Any, folder: Path) -> None:
+def _validate_run_json(meta: Any, rid: str) -> None:
     _check_fields(meta, RUN_FIELDS, "run.json")
     if meta["schema"] != SCHEMA_VERSION:
         raise _Bad(f"run.json schema {meta['schema']!r} is not {SCHEMA_VERSION}")
-    if meta["run_id"] != folder.name:
+    if meta["run_id"] != rid:
         raise _Bad(f"run.json names another run ({meta['run_id']!r})")
     _check_fields(meta["key"], KEY_FIELDS, "run.json.key")
 
@@ -287,11 +287,13 @@ def _read_json(path: Path) -> Any:
         raise _Bad(f"{path.name} is invalid JSON ({str(err).splitlines()[0]})") from None
 
 
-def validate_run_folder(folder: str | Path) -> dict[str, Any]:
+def validate_run_folder(folder: str | Path, run_id: str | None = None) -> dict[str, Any]:
     """Check that ``folder`` is a complete finished run: ``run.json``, ``summary.json`` (schema),
     ``evaluations.csv`` (columns, row types, and a row at each point's step: a file cut short is
     caught) and ``policy.npz`` when present (it must load as a deployment artifact).
 
+    :param run_id: the run id ``run.json`` must name (default: the folder's name; a folder
+        still under a temporary name is checked against the id it will get).
     :returns: ``{"run": run.json, "summary": summary.json}`` as dicts.
     :raises CorruptRunError: one line naming the folder and what is wrong.
     :raises FileNotFoundError: if ``folder`` does not exist.
@@ -304,7 +306,7 @@ def validate_run_folder(folder: str | Path) -> dict[str, Any]:
             if not (folder / name).is_file():
                 raise _Bad(f"{name} is missing")
         meta = _read_json(folder / "run.json")
-        _validate_run_json(meta, folder)
+        _validate_run_json(meta, run_id or folder.name)
         summary = _read_json(folder / "summary.json")
         _validate_summary(summary)
         # the evaluations of the training curve: every point but the PTQ ones (no training)

@@ -1,8 +1,9 @@
 """The run store: ``data/runs/<profile>/<run id>/`` holds one finished run.
 
 A run is identified by everything that changes its result (algo, env, arch, sparsity,
-distribution, quantize, bits, seed, T and the resolved hyperparameters): their canonical JSON is
-hashed into a stable id. A run folder holds
+distribution, quantize, bits, the equal-length control, seed, T and the resolved
+hyperparameters): their canonical JSON is hashed into a stable id. A run folder holds (schema:
+:mod:`nnc4rl.schema`)
 
 * ``summary.json`` and ``evaluations.csv`` - written by :func:`nnc4rl.runner.train`;
 * ``run.json`` - the run's key, its id, profile, group and figure;
@@ -11,9 +12,13 @@ hashed into a stable id. A run folder holds
   (``nnc4rl.export.load_policy`` runs it). ``model.zip`` (critics, optimizer state) and replay
   buffers are never kept, so ``data/`` stays small enough for git.
 
-Writes are atomic: files go into a hidden ``.<id>.partial-<pid>-*`` folder that is renamed when
-complete, so a folder named by its id is always a finished run. Training happens in a worker
-(:func:`execute`) that returns the files as bytes, so a Ray worker needs no shared filesystem.
+A folder appears under its id only once complete (:func:`nnc4rl.atomic.atomic_dir`) and only
+after :func:`nnc4rl.schema.validate_run_folder` accepts it, so a folder named by its id is a
+finished run; one that fails validation later (damaged by hand or by a disk) is *corrupt* and the
+next sweep recomputes it. While a run trains, its checkpoint lives beside the runs in the hidden
+folder ``.<id>.checkpoint`` (when the worker sees the store), so a killed sweep continues it.
+Training happens in a worker (:func:`execute`) that returns the files as bytes, so a Ray worker
+needs no shared filesystem.
 """
 
 from __future__ import annotations
@@ -24,19 +29,27 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nnc4rl.config import ConfigError
-from nnc4rl.runner import RunSpec
+from nnc4rl.atomic import atomic_dir, write_atomic
+from nnc4rl.schema import (
+    REQUIRED_FILES,
+    SCHEMA_VERSION,
+    CorruptRunError,
+    validate_run_folder,
+)
 
-REQUIRED_FILES = ("run.json", "summary.json", "evaluations.csv")
+if TYPE_CHECKING:  # the runner pulls in SB3; reading a store must not
+    from nnc4rl.runner import RunSpec
+
+__all__ = ["REQUIRED_FILES", "CorruptRunError", "RunStore", "RunTask", "execute", "run_id",
+           "run_key", "data_root", "repo_root", "checkpoint_dir", "store_visible"]  # fmt: skip
+
 PARTIAL = re.compile(r"^\.(?P<id>.+)\.partial-(?P<pid>\d+)-")
-
-
-class CorruptRunError(ConfigError):
-    """A run folder that exists but is not a readable finished run (one-line message)."""
+STORE_ID = ".store-id"
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -56,7 +69,12 @@ def data_root(data: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run of a profile: its resolved spec, hyperparameters, key and id."""
+    """One run of a profile: its resolved spec, hyperparameters, key and id.
+
+    :param train_steps: env steps the run trains (``TrainingPlan.total_steps``).
+    :param checkpoint_every: env steps between checkpoints (``None``: the runner's default);
+        not part of the key, since it does not change the result.
+    """
 
     profile: str
     group: str
@@ -67,6 +85,7 @@ class RunTask:
     run_id: str
     keep_policy: bool
     train_steps: int
+    checkpoint_every: int | None = None
 
 
 def run_key(spec: RunSpec, hyper: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +98,7 @@ def run_key(spec: RunSpec, hyper: dict[str, Any]) -> dict[str, Any]:
         "distribution": spec.distribution,
         "quantize": bool(spec.quantize),
         "bits": int(spec.bits) if spec.quantize else 32,
+        "extra_finetune": bool(getattr(spec, "extra_finetune", False)),
         "seed": int(spec.seed),
         "T": int(spec.steps),
         "hyperparameters": hyper,
@@ -86,14 +106,22 @@ def run_key(spec: RunSpec, hyper: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_id(key: dict[str, Any]) -> str:
-    """A readable, stable id: ``sac-Hopper-v4-mlp-s0.90-q8-T600-seed0-<10 hex of sha256>``."""
+    """A readable, stable id: ``sac-Hopper-v4-mlp-s0.90-q8-T600-seed0-<10 hex of sha256>``
+    (``ft`` instead of ``fp32`` marks an equal-length fine-tuning control run)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     weights = f"q{key['bits']}" if key["quantize"] else "fp32"
+    if key.get("extra_finetune"):
+        weights += "-ft"
     env = key["env"].replace("NoFrameskip", "")
     return (
         f"{key['algo']}-{env}-{key['arch']}-s{key['sparsity']:.2f}-{weights}-T{key['T']}"
         f"-seed{key['seed']}-{digest}"
     )
+
+
+def checkpoint_dir(root: str | Path, rid: str) -> Path:
+    """Where the run ``rid`` of the store at ``root`` keeps its checkpoint while it trains."""
+    return Path(root) / f".{rid}.checkpoint"
 
 
 class RunStore:
@@ -105,24 +133,35 @@ class RunStore:
     def path(self, rid: str) -> Path:
         return self.root / rid
 
-    def check(self, rid: str) -> dict[str, Any]:
-        """The ``run.json`` of a finished run; raises :class:`CorruptRunError` (one line naming
-        the folder and what is wrong) if the folder exists but is not a finished run, and
-        ``FileNotFoundError`` if it does not exist."""
-        folder = self.path(rid)
-        if not folder.is_dir():
-            raise FileNotFoundError(folder)
-        for name in REQUIRED_FILES:
-            if not (folder / name).is_file():
-                raise CorruptRunError(f"run folder {folder} is corrupt: {name} is missing")
+    def checkpoint(self, rid: str) -> Path:
+        """The checkpoint folder of run ``rid`` (exists only while the run is unfinished)."""
+        return checkpoint_dir(self.root, rid)
+
+    def identity(self) -> str:
+        """A random id written once into ``<root>/.store-id``: a worker that reads the same id
+        there sees this store (same machine or a shared filesystem)."""
+        marker = self.root / STORE_ID
         try:
-            meta = json.loads((folder / "run.json").read_text())
-            json.loads((folder / "summary.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CorruptRunError(f"run folder {folder} is corrupt: invalid JSON ({err})") from None
-        if not isinstance(meta, dict) or meta.get("run_id") != rid:
-            raise CorruptRunError(f"run folder {folder} is corrupt: run.json names another run")
-        return meta
+            return marker.read_text().strip()
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(marker, uuid.uuid4().hex + "\n")
+            return marker.read_text().strip()
+
+    def run_ids(self) -> list[str]:
+        """Names of the run folders (finished or corrupt; hidden temporary entries excluded)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
+
+    def check(self, rid: str) -> dict[str, Any]:
+        """The ``run.json`` of a finished run.
+
+        :raises CorruptRunError: one line naming the folder and what is wrong, if the folder
+            exists but is not a complete finished run (:func:`nnc4rl.schema.validate_run_folder`).
+        :raises FileNotFoundError: if it does not exist.
+        """
+        return validate_run_folder(self.path(rid))["run"]
 
     def status(self, rid: str) -> tuple[str, str]:
         """``("done", "")``, ``("missing", "")`` or ``("corrupt", reason)``."""
@@ -147,30 +186,22 @@ class RunStore:
         return removed
 
     def commit(self, rid: str, files: dict[str, bytes], force: bool = False) -> bool:
-        """Write ``files`` as the run ``rid`` atomically; returns False if a finished run was
-        already there (written concurrently) and ``force`` is off. A corrupt folder, or any
-        folder when ``force``, is replaced."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{rid}.partial-{os.getpid()}-", dir=self.root))
-        try:
+        """Write ``files`` as the run ``rid`` atomically, after checking them with
+        :func:`nnc4rl.schema.validate_run_folder` (invalid files raise
+        :class:`CorruptRunError` and leave the store untouched).
+
+        :returns: False if a finished run was already there (written concurrently) and ``force``
+            is off; a corrupt folder, or any folder when ``force``, is replaced.
+        """
+        if not force and self.status(rid)[0] == "done":
+            return False
+        with atomic_dir(self.path(rid), replace=True) as tmp:
             for name, data in files.items():
                 (tmp / name).write_bytes(data)
-            final = self.path(rid)
-            if final.exists():
-                if self.status(rid)[0] == "done" and not force:
-                    shutil.rmtree(tmp)
-                    return False
-                old = Path(
-                    tempfile.mkdtemp(prefix=f".{rid}.partial-{os.getpid()}-old-", dir=self.root)
-                )
-                os.replace(final, old / "run")
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            try:
+                validate_run_folder(tmp, run_id=rid)
+            except CorruptRunError as err:  # name the folder it was to become
+                raise CorruptRunError(str(err).replace(str(tmp), str(self.path(rid)))) from None
         return True
 
 
@@ -197,17 +228,42 @@ def _policy_artifact(run_folder: Path) -> bytes:
     return (run_folder / "policy.npz").read_bytes()
 
 
-def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes]:
-    """Train ``task`` in a temporary folder (under ``scratch`` if it exists) and return the run
-    folder's files as ``{name: bytes}`` for :meth:`RunStore.commit`."""
+def store_visible(root: str | Path | None, identity: str | None) -> bool:
+    """Whether the store at ``root`` with id ``identity`` (:meth:`RunStore.identity`) is the one
+    this process sees (the driver's own machine, or a shared filesystem)."""
+    if root is None or identity is None:
+        return False
+    try:
+        return (Path(root) / STORE_ID).read_text().strip() == identity
+    except OSError:
+        return False
+
+
+def execute(
+    task: RunTask, store_root: str | Path | None = None, store_id: str | None = None
+) -> dict[str, bytes]:
+    """Train ``task`` and return the run folder's files as ``{name: bytes}`` for
+    :meth:`RunStore.commit` (checked against the schema first).
+
+    The run always resumes from its checkpoint if there is one. The checkpoint is kept in the
+    store (``<store_root>/.<id>.checkpoint``) when this process sees the store (``store_id``
+    matches), so a killed or retried run continues where it stopped; otherwise (a Ray node
+    without the store) in a temporary folder, and a retried run restarts cleanly.
+
+    :param store_root: the store's folder as the driver sees it.
+    :param store_id: the store's :meth:`RunStore.identity`.
+    """
     from nnc4rl.runner import train
 
-    base = Path(scratch) if scratch is not None and Path(scratch).is_dir() else None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{task.run_id}.partial-{os.getpid()}-", dir=base))
+    shared = store_visible(store_root, store_id)
+    work = Path(tempfile.mkdtemp(prefix=f".{task.run_id}.work-"))
+    ckpt = checkpoint_dir(store_root, task.run_id) if shared else work / "checkpoint"
     try:
-        out = tmp / "run"
-        train(task.spec, out, progress=False)
+        out = work / "run"
+        train(task.spec, out, progress=False, checkpoint_every=task.checkpoint_every,
+              resume=True, checkpoint_dir=ckpt)  # fmt: skip
         meta = {
+            "schema": SCHEMA_VERSION,
             "run_id": task.run_id,
             "profile": task.profile,
             "group": task.group,
@@ -222,6 +278,11 @@ def execute(task: RunTask, scratch: str | Path | None = None) -> dict[str, bytes
         }
         if task.keep_policy and task.spec.quantize:  # only a quantized network has an artifact
             files["policy.npz"] = _policy_artifact(out)
+        check = work / task.run_id  # a run the writer got wrong fails here, not in the store
+        check.mkdir()
+        for name, data in files.items():
+            (check / name).write_bytes(data)
+        validate_run_folder(check)
         return files
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)

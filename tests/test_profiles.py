@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from nnc4rl.config import ConfigError
@@ -43,3 +48,122 @@ def test_mini_is_the_cpu_study():
     fig4 = load_profile("mini").groups[0]
     assert (fig4.envs, fig4.T, fig4.seeds) == (("HalfCheetah-v4",), 100_000, 3)
     assert fig4.sparsities == (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99) and fig4.quantize
+
+
+# -- validation: every typo is one ConfigError line naming the value and what is allowed -------
+GOOD = """\
+name: {name}
+description: a test profile
+memory: little
+groups:
+  - name: mujoco
+    figure: fig4
+    algo: sac
+    envs: [Hopper-v4]
+    archs: [mlp]
+    sparsities: [0.0, 0.5]
+    quantize: true
+    bits: 8
+    seeds: 2
+    T: 300
+    checkpoint_every: 100
+    overrides: {{learning_starts: 10}}
+"""
+
+
+GROUP = GOOD.split("groups:\n")[1].replace("{{", "{").replace("}}", "}")
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("groups:", "grups:", "unknown key 'grups': allowed keys are description, groups, memory"),
+        ("memory:", "memroy:", "unknown key 'memroy'"),
+        ("seeds: 2", "seeds: two", "group 'mujoco': seeds='two' is invalid: an integer >= 1"),
+        ("name: tiny", "name: other", "name='other' is invalid: it must be the file's name 'tiny'"),
+        ("[0.0, 0.5]", "[0.0, 1.5]", "sparsities[1]=1.5 is invalid: a number in [0, 1)"),
+        ("bits: 8", "bits: 9", "bits=9 is invalid: an integer in 2..8"),
+        ("T: 300", "T: 3", "T=3 is invalid: an integer >= 5"),
+        ("[Hopper-v4]", "Hopper-v4", "envs='Hopper-v4' is invalid: a non-empty list"),
+        ("figure: fig4", "figure: fig9", "figure='fig9' is invalid: choose one of fig4, fig5"),
+        ("archs: [mlp]", "archs: [resnet]", "archs[0]='resnet' is invalid: choose one of mlp"),
+        ("checkpoint_every: 100", "checkpoint_every: 0", "checkpoint_every=0 is invalid"),
+        ("quantize: true", "quantize: yes please", "quantize='yes please' is invalid: true or"),
+        ("quantize: true", "quantize: true\n    extra_finetune: true", "extra_finetune=True is"),
+        ("    T: 300", "    T: 300\n    trheads: 1", "group 'mujoco': unknown key 'trheads'"),
+        ("groups:\n", "groups:\n" + GROUP, "group name 'mujoco' is used twice"),
+        ("groups:", "groups: [", "profile 'tiny': invalid YAML at line"),
+    ],
+)
+def test_bad_profile_is_one_line(tmp_path, old, new, message):
+    text = GOOD.format(name="tiny")
+    assert old in text
+    (tmp_path / "tiny.yml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_profile("tiny", folder=tmp_path)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert str(err.value).startswith("profile 'tiny'")
+    # the command line says the same in one line, exit status 2
+    done = subprocess.run([sys.executable, "-m", "nnc4rl.profiles", str(tmp_path / "tiny.yml")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"nnc4rl profiles: error: {err.value}"]
+
+
+def test_good_profile_from_a_folder_or_the_environment(tmp_path, monkeypatch):
+    (tmp_path / "tiny.yml").write_text(GOOD.format(name="tiny"))
+    prof = load_profile(tmp_path / "tiny.yml")
+    assert prof == load_profile("tiny", folder=tmp_path)
+    (g,) = prof.groups
+    assert (g.title, g.checkpoint_every, g.bits, g.sparsities) == ("mujoco", 100, 8, (0.0, 0.5))
+    with pytest.raises(ConfigError, match="profile='tiny' is unknown"):
+        load_profile("tiny")
+    monkeypatch.setenv("NNC4RL_PROFILES", str(tmp_path))
+    assert profile_names() == ["smoke", "mini", "paper", "tiny"]
+    assert load_profile("tiny") == prof
+
+
+def test_select_takes_one_env_or_a_list_and_names_unknown_ones():
+    smoke = load_profile("smoke")
+    assert [g.envs for g in smoke.select("fig4", "Hopper-v4")] == [("Hopper-v4",)]
+    assert smoke.select(None, ["PongNoFrameskip-v4"]) == list(smoke.groups[1:])
+    assert smoke.select("fig5", []) == [smoke.groups[1]]
+    with pytest.raises(ConfigError, match=r"env='NoSuchEnv-v0' is not in profile smoke \(fig4\): "
+                                          r"choose from Hopper-v4$"):  # fmt: skip
+        smoke.select("fig4", "NoSuchEnv-v0")
+    with pytest.raises(ConfigError, match="envs=5 is invalid: an env id or a list"):
+        smoke.select(None, 5)
+
+
+@pytest.mark.parametrize("name", ["smoke", "mini", "paper"])
+def test_train_steps_and_hyperparameters_agree_with_the_runner(name):
+    """The reader computes run ids from the YAML alone: its hyperparameters and 1.2 T must be
+    the runner's."""
+    from nnc4rl.plan import TrainingPlan
+    from nnc4rl.runner import RunSpec, resolve
+
+    for g in load_profile(name).groups:
+        assert g.train_steps == TrainingPlan(g.T, quantize=g.quantize).total_steps
+        for arch in g.archs:
+            spec = RunSpec(**(g.cells()[0] | {"arch": arch}))
+            assert g.hyperparameters(arch) == resolve(spec)[1]
+
+
+def test_make_reproduce_checks_the_profile_first(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-s", "reproduce", "PROFILE=nosuch"], cwd=root,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert (
+        len(lines) == 1 and "profile=nosuch is unknown: choose one of mini paper smoke" in lines[0]
+    )
+    assert not (root / "notebooks" / "executed" / "nosuch").exists()
+
+
+def test_make_lab_allows_root():
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "lab"], cwd=root, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    lab = [ln for ln in done.stdout.splitlines() if "jupyter lab" in ln]
+    assert len(lab) == 1 and ("--allow-root" in lab[0]) == (os.getuid() == 0)

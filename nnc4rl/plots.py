@@ -1,7 +1,11 @@
 """The paper's figures from the tidy tables of :mod:`nnc4rl.results` and the training plan.
 
 Colours follow the paper: blue pruned, red pruned + quantized, purple dotted quantized only,
-green dashed dense; shaded bands are 95 % bootstrap intervals over seeds.
+green dashed dense; the controls (equal-length fine-tuning, PTQ, 4-bit QAT) get their own. Every
+seed is drawn as a point; a line is the mean over seeds and its bars / band the Student-t 95 %
+interval of the mean (none with one seed: the seeds alone are drawn). Phases come from
+:class:`nnc4rl.plan.TrainingPlan`. The aggregate figure uses the estimators of Agarwal et al.
+(NeurIPS 2021) from :mod:`nnc4rl.stats`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
+from nnc4rl import stats
 from nnc4rl.plan import TrainingPlan
 from nnc4rl.store import repo_root
 
@@ -22,8 +28,36 @@ STYLE = {
     "pruned + quantized": {"color": "tab:red", "linestyle": "-", "marker": "s"},
     "quantized only": {"color": "tab:purple", "linestyle": ":"},
     "dense": {"color": "tab:green", "linestyle": "--"},
+    # controls beyond the paper
+    "pruned, 1.2 T": {"color": "tab:cyan", "linestyle": "--", "marker": "^"},
+    "dense, 1.2 T": {"color": "tab:olive", "linestyle": "-."},
+    "pruned + quantized (int4)": {"color": "darkred", "linestyle": "-.", "marker": "D"},
+    "quantized only (int4)": {"color": "orchid", "linestyle": "-."},
+    "pruned + PTQ int8": {"color": "tab:orange", "linestyle": ":", "marker": "x"},
+    "pruned + PTQ int4": {"color": "tab:brown", "linestyle": ":", "marker": "x"},
+    "dense + PTQ int8": {"color": "tab:orange", "linestyle": (0, (1, 3))},
+    "dense + PTQ int4": {"color": "tab:brown", "linestyle": (0, (1, 3))},
 }
+OTHER = {"color": "tab:gray", "linestyle": "-", "marker": "."}
 PHASE_COLORS = {"dense": "#d9ead3", "pruning": "#cfe2f3", "finetune": "#fff2cc", "qat": "#f4cccc"}
+PHASE_NAMES = {"dense": "dense", "pruning": "pruning", "finetune": "fine-tuning", "qat": "QAT"}
+
+
+def _t_errorbar(values) -> tuple[float, float]:
+    """seaborn ``errorbar`` callable: the Student-t 95 % interval (NaN, i.e. none, at n = 1)."""
+    return stats.t_interval(values)
+
+
+def caption(profile: str, runs: pd.DataFrame, label: str = "") -> str:
+    """``"<profile> profile: T = ..., N seeds[; label]"`` from the runs themselves (the seeds
+    actually finished, not the ones planned).
+
+    :param label: the group label (e.g. "pipeline check: untrained agents"), appended if given.
+    """
+    Ts = sorted(int(t) for t in runs["T"].unique()) if not runs.empty else []
+    seeds = int(runs["seed"].nunique()) if not runs.empty else 0
+    text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts) or 'none'}, {seeds} seed(s)"
+    return text + (f"; {label}" if label else "")
 
 
 def _grid(n: int, width: float = 4.2, height: float = 3.2):
@@ -45,61 +79,252 @@ def _suptitle(fig: plt.Figure, title: str) -> None:
     fig.tight_layout()
 
 
-def sparsity_returns(summary: pd.DataFrame, title: str) -> plt.Figure:
-    """Figures 4-6: return against sparsity, one panel per env (``summary`` of one figure).
+def _legend_outside(axes: list[plt.Axes]) -> None:
+    """One legend, right of the last panel of the first row (panels share their variants)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if handles:
+        anchor = axes[min(len(axes), 3) - 1]
+        anchor.legend([handles[lab] for lab in labels], labels, fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
 
-    Sparsities are placed evenly (categorical axis) so 0.95 / 0.98 / 0.99 stay readable; the
-    dense and quantized-only values are horizontal lines across the panel.
+
+def _order(variants) -> list[str]:
+    present = list(dict.fromkeys(variants))
+    return [v for v in STYLE if v in present] + sorted(v for v in present if v not in STYLE)
+
+
+def _short(env: str) -> str:
+    return env.replace("NoFrameskip-v4", "")
+
+
+def sparsity_returns(runs: pd.DataFrame, title: str) -> plt.Figure:
+    """Figures 4-6: return against sparsity, one panel per env and network.
+
+    Every seed is a point; a line with bars is the mean and its Student-t 95 % interval.
+    Sparsities are placed evenly (0.95 / 0.98 / 0.99 stay readable); variants at sparsity 0
+    (dense, quantized only, dense controls) are horizontal lines with their interval as a band,
+    their seeds drawn at 0.
+
+    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
     """
-    envs = list(dict.fromkeys(summary["env"]))
-    fig, axes = _grid(len(envs))
-    for ax, env in zip(axes, envs, strict=True):
-        sub = summary[summary["env"] == env]
-        pruned_s = sorted(s for s in sub["sparsity"].unique() if s > 0)
-        x = np.arange(len(pruned_s))
-        for name in ("pruned", "pruned + quantized"):
-            d = sub[sub["variant"] == name].set_index("sparsity").reindex(pruned_s)
-            ax.plot(x, d["mean"], label=name, **STYLE[name])
-            ax.fill_between(x, d["ci_low"], d["ci_high"], color=STYLE[name]["color"], alpha=0.2)
-        for name in ("dense", "quantized only"):
+    from nnc4rl.results import _main_run_rows
+
+    df = _main_run_rows(runs)
+    panels = list(df.groupby(["env", "arch"], sort=True))
+    with sns.axes_style("whitegrid"):
+        fig, axes = _grid(max(1, len(panels)), width=4.6, height=3.6)
+        fig.set_figwidth(fig.get_figwidth() + 2.0)  # room for the legend
+    for ax, ((env, arch), sub) in zip(axes, panels, strict=False):
+        levels = sorted(sub["sparsity"].unique())
+        pos = {s: i for i, s in enumerate(levels)}
+        names = _order(sub["variant"])
+        for i, name in enumerate(names):
             d = sub[sub["variant"] == name]
-            if d.empty:
-                continue
-            r = d.iloc[0]
-            ax.axhline(r["mean"], label=name, **STYLE[name])
-            ax.axhspan(r["ci_low"], r["ci_high"], color=STYLE[name]["color"], alpha=0.1)
-        ax.set_xticks(x, [f"{s:g}" for s in pruned_s])
+            d = d.assign(x=d["sparsity"].map(pos))
+            style = STYLE.get(name, OTHER)
+            dodge = (i - (len(names) - 1) / 2) * 0.06
+            sns.scatterplot(x=d["x"] + dodge, y=d["return_mean"], ax=ax, color=style["color"],
+                            marker=style.get("marker", "o"), s=14, alpha=0.55, linewidth=0,
+                            legend=False)  # fmt: skip
+            if (d["sparsity"] == 0).all():
+                y = d["return_mean"].to_numpy()
+                ax.axhline(y.mean(), color=style["color"], linestyle=style["linestyle"], label=name)
+                lo, hi = stats.t_interval(y)
+                if np.isfinite(lo):
+                    ax.axhspan(lo, hi, color=style["color"], alpha=0.08)
+            else:
+                sns.lineplot(data=d.assign(x=d["x"] + dodge), x="x", y="return_mean", ax=ax,
+                             errorbar=_t_errorbar, err_style="bars", color=style["color"],
+                             linestyle=style["linestyle"], marker=style.get("marker", "o"),
+                             label=name, err_kws={"capsize": 2})  # fmt: skip
+        ax.set_xticks(range(len(levels)), [f"{s:g}" for s in levels])
         ax.set_xlabel("sparsity")
         ax.set_ylabel("return")
-        ax.set_title(env.replace("NoFrameskip-v4", ""))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{_short(env)} ({arch})", fontsize=9)
+        ax.get_legend().remove() if ax.get_legend() else None
+    _legend_outside(axes)
     _suptitle(fig, title)
     return fig
 
 
+def _run_kind(quantized: bool, bits: int, extra_finetune: bool) -> str:
+    if extra_finetune:
+        return "no QAT: fine-tuned to 1.2 T"
+    if quantized:
+        return f"QAT int{bits} from T"
+    return "no QAT"
+
+
+def _shade_phases(ax: plt.Axes, plan: TrainingPlan) -> None:
+    """Shade and label the phases of ``plan`` (boundaries from the plan, never re-typed)."""
+    T = plan.qat_start
+    if plan.prunes:
+        spans = [("dense", 0, plan.pruning_start), ("pruning", plan.pruning_start,
+                 plan.pruning_end), ("finetune", plan.pruning_end, T)]  # fmt: skip
+    else:
+        spans = [("dense", 0, T)]
+    if plan.total_steps > T:
+        spans.append(("qat", T, plan.total_steps))
+    for phase, a, b in spans:
+        ax.axvspan(a, b, color=PHASE_COLORS[phase], alpha=0.6, linewidth=0, zorder=0)
+        ax.text((a + b) / 2, 0.98, PHASE_NAMES[phase], transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=6.5, color="0.3")  # fmt: skip
+
+
 def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
-    """Companion figure: mean evaluation return over seeds against env steps, one line per
-    sparsity, one panel per env; dotted lines mark 0.2 T, 0.8 T and T."""
-    envs = list(dict.fromkeys(curves["env"]))
-    fig, axes = _grid(len(envs))
-    cmap = plt.get_cmap("viridis")
-    sparsities = sorted(curves["sparsity"].unique())
-    for ax, env in zip(axes, envs, strict=True):
-        sub = curves[curves["env"] == env]
-        for i, s in enumerate(sparsities):
-            d = sub[sub["sparsity"] == s].groupby("step")["return_mean"].mean()
-            if not d.empty:
-                color = cmap(i / max(1, len(sparsities) - 1))
-                ax.plot(d.index, d.to_numpy(), color=color, label=f"{s:g}")
+    """Companion figure: evaluation return against env steps, one panel per env, network and
+    sparsity; a line per kind of run (QAT int8, QAT int4, the equal-length control) with the
+    mean over seeds and its Student-t 95 % band, thin lines for the single seeds, and the phases
+    of the run's :class:`~nnc4rl.plan.TrainingPlan` shaded and labelled.
+
+    :param curves: :func:`nnc4rl.results.load_curves` rows of one figure.
+    """
+    df = curves
+    if "current" in df.columns:
+        df = df[df["current"].astype(bool)]
+    extra = df["extra_finetune"] if "extra_finetune" in df.columns else False
+    df = df.assign(kind=[_run_kind(q, b, e) for q, b, e in zip(
+        df["quantized"], df["bits"], np.broadcast_to(extra, len(df)), strict=True)])  # fmt: skip
+    panels = list(df.groupby(["env", "arch", "sparsity"], sort=True))
+    kinds = sorted(df["kind"].unique())
+    palette = dict(zip(kinds, sns.color_palette("dark", len(kinds)), strict=True))
+    with sns.axes_style("ticks"):
+        fig, axes = _grid(max(1, len(panels)), width=4.2, height=3.0)
+    for ax, ((env, arch, s), sub) in zip(axes, panels, strict=False):
         T = int(sub["T"].iloc[0])
-        for frac in (0.2, 0.8, 1.0):
-            ax.axvline(frac * T, color="grey", linestyle=":", linewidth=1)
+        _shade_phases(ax, TrainingPlan(T, final_sparsity=float(s), quantize=True))
+        for kind, k in sub.groupby("kind", sort=True):
+            for _, seed_curve in k.groupby("run_id"):
+                ax.plot(seed_curve["step"], seed_curve["return_mean"], color=palette[kind],
+                        alpha=0.25, linewidth=0.7)  # fmt: skip
+            sns.lineplot(data=k, x="step", y="return_mean", ax=ax, errorbar=_t_errorbar,
+                         color=palette[kind], label=f"{kind} ({k['seed'].nunique()} seeds)")  # fmt: skip
         ax.set_xlabel("env steps")
         ax.set_ylabel("return")
-        ax.set_title(env.replace("NoFrameskip-v4", ""))
-        ax.grid(alpha=0.3)
-    axes[0].legend(title="sparsity", fontsize=7)
+        ax.set_title(f"{_short(env)} ({arch}), sparsity {s:g}", fontsize=9)
+        ax.legend(fontsize=6.5, loc="lower right")
+    _suptitle(fig, title)
+    return fig
+
+
+def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
+    """Nominal compression ratio (the paper's ``(32 / bits) / (1 - sparsity)``: non-zero values
+    only) beside the real stored ratio of the quantized network (the deployment artifact: values,
+    indices, biases and scales), per sparsity, for every QAT bit width present; log scale.
+
+    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
+    """
+    df = runs
+    if "current" in df.columns:
+        df = df[df["current"].astype(bool)]
+    q = df[df["point"] == "qat_end"]
+    rows = []
+    for (env, arch, s, bits), g in q.groupby(["env", "arch", "sparsity", "eval_bits"]):
+        rows.append(
+            {
+                "panel": f"{_short(env)} ({arch})",
+                "sparsity": f"{s:g}",
+                "ratio": g["nominal_ratio"].mean(),
+                "what": f"nominal, int{bits} (paper)",
+            }
+        )
+        rows.append({"panel": f"{_short(env)} ({arch})", "sparsity": f"{s:g}",
+                     "ratio": g["real_ratio"].mean(), "what": f"real stored, int{bits}"})  # fmt: skip
+    long = pd.DataFrame(rows, columns=["panel", "sparsity", "ratio", "what"])
+    panels = list(long.groupby("panel", sort=True))
+    with sns.axes_style("whitegrid"):
+        fig, axes = _grid(max(1, len(panels)), width=5.0, height=3.4)
+    for ax, (name, sub) in zip(axes, panels, strict=False):
+        order = sorted(sub["sparsity"].unique(), key=float)
+        sns.barplot(data=sub, x="sparsity", y="ratio", hue="what", order=order, ax=ax,
+                    palette="Paired")  # fmt: skip
+        ax.set_yscale("log")
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.0f", fontsize=6, padding=1)
+        ax.set_ylabel("compression ratio vs fp32 (log)")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    _suptitle(fig, title)
+    return fig
+
+
+def _normalized_tasks(runs: pd.DataFrame, variant: str) -> list[np.ndarray]:
+    """Per task (env, network, sparsity) the per-seed return normalised by the same seed's
+    dense return (:func:`nnc4rl.stats.normalize_to_reference`)."""
+    from nnc4rl.readings import per_seed
+
+    values, dense = per_seed(runs, variant), per_seed(runs, "dense")
+    out = []
+    for key, v in values.items():
+        ref = dense.get((*key[:4], 0.0))
+        if ref:
+            _, x, r = stats.paired(v, ref)
+            norm = stats.normalize_to_reference(x, r)
+            if np.isfinite(norm).any():
+                out.append(norm[np.isfinite(norm)])
+    return out
+
+
+def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
+    """rliable-style summary (Agarwal et al. 2021) of one figure's runs: left, the interquartile
+    mean of the dense-normalised return (per seed, against the same seed's dense run) of every
+    compressed variant over all its tasks (env x network x sparsity), with a stratified-bootstrap
+    95 % interval; right, the probability that pruned + quantized beats each reference on the
+    same task, with its stratified-bootstrap interval. With one seed per task there is nothing to
+    resample and only the estimate is drawn.
+
+    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
+    :param n_boot: bootstrap resamples.
+    """
+    from nnc4rl.readings import per_seed
+
+    names = [v for v in _order(runs["variant"]) if v != "dense"]
+    iqm_rows = []
+    for name in names:
+        tasks = _normalized_tasks(runs, name)
+        if tasks:
+            lo, hi = stats.stratified_bootstrap_ci(tasks, n_boot=n_boot)
+            iqm_rows.append((name, stats.iqm(tasks), lo, hi, len(tasks)))
+    pq = per_seed(runs, "pruned + quantized")
+    poi_rows = []
+    for ref in ("pruned", "pruned, 1.2 T", "dense"):
+        other = per_seed(runs, ref)
+        pairs = [(list(v.values()), list(other[k if ref != "dense" else (*k[:4], 0.0)].values()))
+                 for k, v in pq.items() if (k if ref != "dense" else (*k[:4], 0.0)) in other]  # fmt: skip
+        if pairs:
+            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            lo, hi = stats.probability_of_improvement_ci(xs, ys, n_boot=n_boot)
+            poi_rows.append((f"P(pruned + quantized > {ref})",
+                             stats.probability_of_improvement(xs, ys), lo, hi, len(pairs)))  # fmt: skip
+    with sns.axes_style("whitegrid"):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(iqm_rows), 3) + 2))
+    for ax, rows, xlabel in ((left, iqm_rows, "IQM of return / same seed's dense return"),
+                             (right, poi_rows, "probability of improvement")):  # fmt: skip
+        for i, (name, est, lo, hi, n_tasks) in enumerate(rows):
+            color = STYLE.get(name, OTHER)["color"] if ax is left else "tab:red"
+            if np.isfinite(lo):
+                ax.plot([lo, hi], [i, i], color=color, linewidth=6, alpha=0.35,
+                        solid_capstyle="butt")  # fmt: skip
+            ax.plot([est], [i], marker="|", markersize=14, color=color)
+            ax.text(
+                est,
+                i + 0.3,
+                f"{est:.3f} ({n_tasks} task{'s' if n_tasks != 1 else ''})",
+                ha="center",
+                fontsize=7,
+            )
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+        ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+    left.axvline(1.0, color="tab:green", linestyle="--", linewidth=1)
+    right.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    right.set_xlim(0, 1)
     _suptitle(fig, title)
     return fig
 
@@ -112,7 +337,7 @@ def sparsity_schedule(plans: list[TrainingPlan], title: str) -> plt.Figure:
                                           np.asarray(plan.event_steps())]))  # fmt: skip
         ax.step(steps, [plan.sparsity_at(int(t)) for t in steps], where="post",
                 label=f"$s_f$ = {plan.final_sparsity:g}")  # fmt: skip
-    T = plans[0].total_timesteps
+    T = plans[0].qat_start  # the paper's T
     for t, name in ((plans[0].pruning_start, "0.2 T"), (plans[0].pruning_end, "0.8 T"), (T, "T")):
         ax.axvline(t, color="grey", linestyle=":", linewidth=1)
         ax.text(t, 1.01, name, transform=ax.get_xaxis_transform(), ha="center", fontsize=8)

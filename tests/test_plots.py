@@ -1,0 +1,127 @@
+"""Figures draw what the data hold: every seed as a point, t intervals (none at one seed),
+phases from the training plan, titles with profile, T, seeds and label."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from synthetic_runs import synthetic_curves, synthetic_runs  # noqa: E402
+
+from nnc4rl import plots, stats  # noqa: E402
+from nnc4rl.plan import TrainingPlan  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def _points(ax) -> int:
+    return sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets"))
+
+
+def test_caption_counts_the_seeds_present():
+    runs = synthetic_runs(seeds=3, T=600)
+    assert plots.caption("smoke", runs, "pipeline check: x") == (
+        "smoke profile: T = 600, 3 seed(s); pipeline check: x"
+    )
+    assert plots.caption("mini", runs[runs["seed"] < 2]) == "mini profile: T = 600, 2 seed(s)"
+
+
+def test_sparsity_returns_draws_every_seed_and_t_intervals():
+    runs = synthetic_runs(seeds=4, sparsities=(0.0, 0.5, 0.9), controls_at=(0.9,))
+    fig = plots.sparsity_returns(runs, "Figure 4 (mini profile: T = 1,000, 4 seed(s))")
+    ax = fig.axes[0]
+    # one point per run and evaluation point (the control's repeated T point is not drawn twice)
+    n_points = 4 * (3 * 2 + 1)
+    assert (
+        sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
+        == n_points
+    )
+    labels = (
+        ax.get_legend_handles_labels()[1] or [t.get_text() for t in fig.legends[0].texts]
+        if fig.legends
+        else [t.get_text() for t in ax.get_legend().texts]
+    )
+    assert {"pruned", "pruned + quantized", "dense", "quantized only", "pruned, 1.2 T"} <= set(
+        labels
+    )
+    # error bars of the pruned line span the t interval of its seeds at 0.5
+    seg = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
+    spans = {tuple(np.round(sorted(s[:, 1]), 6)) for c in seg for s in c.get_segments()}
+    x = runs[(runs["variant"] == "pruned") & (runs["sparsity"] == 0.5)]["return_mean"]
+    assert tuple(np.round(stats.t_interval(x), 6)) in spans
+    assert "4 seed(s)" in fig._suptitle.get_text()
+
+
+def test_one_seed_draws_points_and_no_interval():
+    runs = synthetic_runs(seeds=1, sparsities=(0.0, 0.5))
+    fig = plots.sparsity_returns(runs, "t")
+    ax = fig.axes[0]
+    segs = [
+        s for c in ax.collections if type(c).__name__ == "LineCollection" for s in c.get_segments()
+    ]
+    assert all(
+        s.size == 0 or np.isnan(s).any() or np.ptp(s[:, 1]) == 0 for s in segs
+    )  # no error bar has width
+    assert not [
+        p for p in ax.patches if p.get_height() > 0 and p.get_width() > 0 and p.get_alpha() == 0.08
+    ]
+
+
+def test_learning_curves_shade_the_plans_phases():
+    runs = synthetic_runs(seeds=2, sparsities=(0.0, 0.5), T=1000)
+    fig = plots.learning_curves(synthetic_curves(runs), "curves")
+    pruned_ax = next(a for a in fig.axes if a.get_title().endswith("sparsity 0.5"))
+    plan = TrainingPlan(1000, final_sparsity=0.5, quantize=True)
+    edges = sorted(
+        {round(x, 6) for p in pruned_ax.patches for x in (p.get_x(), p.get_x() + p.get_width())}
+    )
+    expected = [0, plan.pruning_start, plan.pruning_end, plan.qat_start, plan.total_steps]
+    assert edges == [round(float(e), 6) for e in expected]
+    texts = {t.get_text() for t in pruned_ax.texts}
+    assert {"dense", "pruning", "fine-tuning", "QAT"} <= texts
+    dense_ax = next(a for a in fig.axes if a.get_title().endswith("sparsity 0"))
+    assert "pruning" not in {t.get_text() for t in dense_ax.texts}
+
+
+def test_compression_ratios_show_nominal_and_real():
+    runs = synthetic_runs(seeds=2, sparsities=(0.0, 0.9), int4_at=(0.9,))
+    fig = plots.compression_ratios(runs, "ratios")
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches if p.get_height() > 0)
+    q = runs[runs["point"] == "qat_end"]
+    for col in ("nominal_ratio", "real_ratio"):
+        for v in q.groupby(["sparsity", "eval_bits"])[col].mean():
+            assert round(v, 3) in heights
+    assert {t.get_text() for t in ax.get_legend().texts} >= {
+        "nominal, int8 (paper)",
+        "real stored, int4",
+    }
+
+
+def test_aggregate_estimates_match_stats():
+    runs = synthetic_runs(
+        seeds=5, sparsities=(0.0, 0.5, 0.9), qat_gain=0.02, noise=2.0, seed_sd=1.0
+    )
+    fig = plots.aggregate(runs, "agg", n_boot=200)
+    left, right = fig.axes[:2]
+    labels = [t.get_text() for t in left.get_yticklabels()]
+    assert labels[:2] == ["pruned", "pruned + quantized"]
+    poi = [t.get_text() for t in right.get_yticklabels()]
+    assert "P(pruned + quantized > pruned)" in poi
+    estimate = float(right.texts[poi.index("P(pruned + quantized > pruned)")].get_text().split()[0])
+    assert estimate > 0.9  # +2 % of dense against noise 2: QAT wins nearly every pair
+    pq, pr = (
+        runs[(runs["variant"] == v) & (runs["sparsity"] > 0)]
+        for v in ("pruned + quantized", "pruned")
+    )
+    xs = [g["return_mean"].to_numpy() for _, g in pq.groupby("sparsity")]
+    ys = [g["return_mean"].to_numpy() for _, g in pr.groupby("sparsity")]
+    assert estimate == pytest.approx(stats.probability_of_improvement(xs, ys), abs=5e-4)

@@ -44,11 +44,7 @@ def test_sparsity_returns_draws_every_seed_and_t_intervals():
         sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
         == n_points
     )
-    labels = (
-        ax.get_legend_handles_labels()[1] or [t.get_text() for t in fig.legends[0].texts]
-        if fig.legends
-        else [t.get_text() for t in ax.get_legend().texts]
-    )
+    labels = [t.get_text() for t in ax.get_legend().texts]  # one legend, beside panel 1
     assert {"pruned", "pruned + quantized", "dense", "quantized only", "pruned, 1.2 T"} <= set(
         labels
     )

@@ -4,15 +4,21 @@
 [--dry-run] [--force]``. Before starting it prints how many runs are missing, the env steps to
 train and an estimated wall time on the reference machine (``nnc4rl/profiles/machine.yml``);
 while running a progress bar over runs; at the end the runs that failed and why. A failed run
-never stops the others; finished runs are reused, so a killed sweep restarts where it stopped.
+never stops the others; finished runs are reused, and an unfinished run continues from its
+checkpoint (``data/runs/<profile>/.<id>.checkpoint``), so a killed sweep restarts where it
+stopped. Workers die with the sweep however it is killed (``kill -9`` included).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,12 +30,19 @@ from nnc4rl.runner import RunSpec, resolve
 from nnc4rl.store import RunStore, RunTask, data_root, execute, run_id, run_key
 
 EXECUTORS = ("local", "ray")
+# Ray re-runs a task whose node or worker died this many times (it continues from its
+# checkpoint when the node sees the store).
+RAY_MAX_RETRIES = 3
 
 
 def tasks_of(
-    profile: str, figure: str | None = None, envs: list[str] | None = None
+    profile: str, figure: str | None = None, envs: str | list[str] | None = None
 ) -> list[RunTask]:
-    """Every run of ``profile`` (of ``figure`` / ``envs`` if given), resolved and identified."""
+    """Every run of ``profile`` (of ``figure`` / ``envs`` if given), resolved and identified.
+
+    :param envs: an env id or a list of them (``None`` / empty: all); an env the profile does
+        not have raises :class:`ConfigError` naming the ones it has.
+    """
     import warnings
 
     prof = load_profile(profile)
@@ -48,7 +61,8 @@ def tasks_of(
             key = run_key(spec, hyper)
             out.append(RunTask(profile=prof.name, group=group.name, figure=group.figure,
                                spec=spec, hyper=hyper, key=key, run_id=run_id(key),
-                               keep_policy=group.keep_policy, train_steps=group.train_steps))  # fmt: skip
+                               keep_policy=group.keep_policy, train_steps=group.train_steps,
+                               checkpoint_every=group.checkpoint_every))  # fmt: skip
     return out
 
 
@@ -96,9 +110,38 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _init_worker() -> None:
+def _die_with(parent: int) -> None:
+    """Make this worker die when the sweep process ``parent`` dies, however it dies.
+
+    ``kill -9`` of the sweep runs no handler, so the kernel must do it: Linux's
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. A watchdog thread that polls ``os.getppid()`` covers
+    other systems (and a parent that died before ``prctl``). The killed run keeps its checkpoint,
+    so the next sweep continues it.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still works
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(parent: int | None = None) -> None:
     import warnings
 
+    if parent is not None:
+        _die_with(parent)
     warnings.simplefilter("ignore", DeprecationWarning)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     import torch
@@ -106,13 +149,20 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_task(task: RunTask, scratch: str | None = None) -> tuple[str, dict[str, bytes] | None, str]:
-    """Worker entry point: ``(run id, files or None, error line)``; never raises."""
+def run_task(
+    task: RunTask, store_root: str | None = None, store_id: str | None = None
+) -> tuple[str, dict[str, bytes] | None, str]:
+    """Worker entry point: ``(run id, files or None, error line)``; never raises.
+
+    :param store_root: the run store's folder as the driver sees it, and ``store_id`` its
+        :meth:`RunStore.identity`: where this worker sees the same store, the run checkpoints
+        there (:func:`nnc4rl.store.execute`).
+    """
     try:
         import torch
 
         torch.set_num_threads(task.spec.threads)
-        return task.run_id, execute(task, scratch), ""
+        return task.run_id, execute(task, store_root, store_id), ""
     except Exception as err:  # a failed run must not stop the sweep
         line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
@@ -120,15 +170,17 @@ def run_task(task: RunTask, scratch: str | None = None) -> tuple[str, dict[str, 
         return task.run_id, None, f"{type(err).__name__}: {line}{loc}"
 
 
-def _local(tasks: list[RunTask], workers: int, scratch: str, done: Callable) -> None:
+def _local(tasks: list[RunTask], workers: int, store: RunStore, done: Callable) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(os.getpid(),))  # fmt: skip
+    where = (str(store.root), store.identity())
     try:
-        futures = {pool.submit(run_task, t, scratch): t for t in tasks}
+        futures = {pool.submit(run_task, t, *where): t for t in tasks}
         for fut in as_completed(futures):
             try:
                 done(*fut.result())
@@ -168,7 +220,9 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-def _ray(tasks: list[RunTask], workers: int, address: str | None, done: Callable) -> None:
+def _ray(
+    tasks: list[RunTask], workers: int, address: str | None, store: RunStore, done: Callable
+) -> None:
     import ray
 
     started = False
@@ -183,23 +237,56 @@ def _ray(tasks: list[RunTask], workers: int, address: str | None, done: Callable
         started = True
     try:
         remote = ray.remote(run_task)
-        pending = [remote.options(num_cpus=t.spec.threads).remote(t) for t in tasks]
+        where = (str(store.root.resolve()), store.identity())
+        # A task whose node or worker dies is run again (up to RAY_MAX_RETRIES times); a run
+        # that fails by itself returns its error instead of raising, so it is never retried.
+        pending = [remote.options(num_cpus=t.spec.threads, max_retries=RAY_MAX_RETRIES)
+                   .remote(t, *where) for t in tasks]  # fmt: skip
         by_ref = dict(zip(pending, tasks, strict=True))
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             try:
-                done(*ray.get(ready[0]))
-            except Exception as err:  # the worker itself died
-                done(by_ref[ready[0]].run_id, None, f"Ray task failed: {type(err).__name__}")
+                result = ray.get(ready[0])
+            except Exception as err:  # the task's node or worker died more often than retried
+                line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                done(by_ref[ready[0]].run_id, None, f"Ray task failed: {type(err).__name__}"
+                     + (f" ({line[:200]})" if line else ""))  # fmt: skip
+                continue
+            done(*result)
     finally:
         if started:
             ray.shutdown()
 
 
+class _QuietPipe:
+    """A text stream that stops writing, silently, once its reader is gone
+    (``nnc4rl sweep --dry-run | head -1``): no BrokenPipeError traceback, and a sweep that is
+    training goes on."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+                # the interpreter flushes stdout at exit: point it at /dev/null first
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def sweep(
     profile: str,
     figure: str | None = None,
-    envs: list[str] | None = None,
+    envs: str | list[str] | None = None,
     executor: str = "local",
     workers: int | None = None,
     address: str | None = None,
@@ -211,6 +298,7 @@ def sweep(
 ) -> SweepResult:
     """Make every run of ``profile`` (``figure``, ``envs``) exist in the run store.
 
+    :param envs: an env id or a list of them (``None`` / empty: all of the profile).
     :param workers: parallel runs (default: the CPU count divided by the runs' torch threads; for
         Ray without ``address``, the CPUs of the local instance).
     :param data: the data folder (default ``<repo root>/data``); runs go to ``data/runs/<profile>``.
@@ -231,11 +319,12 @@ def sweep(
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
     store = RunStore(data_root(data) / "runs" / prof.name)
     store.clean_partials()
-    todo, corrupt = [], {}
+    todo, corrupt, resumable = [], {}, 0
     for t in tasks:
         state, reason = store.status(t.run_id)
         if force or state != "done":
             todo.append(t)
+            resumable += store.checkpoint(t.run_id).is_dir()
         if state == "corrupt":
             corrupt[t.run_id] = reason
     scope = f"profile {prof.name}" + (f", {figure}" if figure else "")
@@ -249,6 +338,8 @@ def sweep(
     )
     for reason in corrupt.values():
         print(f"  {reason}; it will be recomputed", file=out)
+    if resumable and not force:
+        print(f"  {resumable} unfinished run(s) continue from their checkpoint", file=out)
     if dry_run:
         for g in prof.select(figure, envs):
             gt = [t for t in todo if t.group == g.name]
@@ -268,6 +359,9 @@ def sweep(
     result = SweepResult(total=len(tasks), reused=len(tasks) - len(todo))
     if not todo:
         return result
+    if force:  # recompute from scratch: no checkpoint of an earlier attempt is reused
+        for t in todo:
+            shutil.rmtree(store.checkpoint(t.run_id), ignore_errors=True)
     from tqdm import tqdm
 
     show = progress if progress is not None else True
@@ -283,11 +377,11 @@ def sweep(
         bar.update(1)
 
     try:
+        store.root.mkdir(parents=True, exist_ok=True)
         if executor == "local":
-            store.root.mkdir(parents=True, exist_ok=True)
-            _local(todo, min(workers, len(todo)), str(store.root), done)
+            _local(todo, min(workers, len(todo)), store, done)
         else:
-            _ray(todo, workers, address, done)
+            _ray(todo, workers, address, store, done)
     finally:
         bar.close()
     print(f"{scope}: {len(result.ran)} run(s) trained, {result.reused} reused, "
@@ -330,5 +424,6 @@ def _main(args: argparse.Namespace) -> int:
     _terminate_on_sigterm()
     result = sweep(args.profile, args.figure, args.envs, args.executor, args.workers,
                    args.address, args.dry_run, args.force, args.data,
-                   args.progress if args.progress is not None else sys.stderr.isatty())  # fmt: skip
+                   args.progress if args.progress is not None else sys.stderr.isatty(),
+                   out=_QuietPipe(sys.stdout))  # fmt: skip
     return 1 if result.failed else 0

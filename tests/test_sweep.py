@@ -1,4 +1,5 @@
-"""Sweeps: resume after a kill, reuse, --force, failures, both executors, bad input."""
+"""Sweeps: resume after a kill (checkpoints), reuse, --force, failures, no orphan workers, both
+executors, bad input."""
 
 from __future__ import annotations
 
@@ -8,48 +9,54 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from nnc4rl.cli import main
+from nnc4rl.config import ConfigError
 from nnc4rl.export import load_policy
 from nnc4rl.store import RunStore
 from nnc4rl.sweep import sweep, tasks_of
 
 pytestmark = pytest.mark.xdist_group("sweep")  # process pools and Ray: keep them on one worker
 
-# The smallest real runs: SAC Hopper-v4 at T = 40 (tests patch the smoke profile's grid).
-TINY = {
-    "T": 40,
-    "seeds": 1,
-    "sparsities": (0.5,),
-    "overrides": {
-        "learning_starts": 10,
-        "eval_freq": 20,
-        "eval_episodes": 1,
-        "n_events": 2,
-        "batch_size": 8,
-    },
-}
+# The smallest real runs: SAC Hopper-v4 at T = 40 (a profile written for the test).
+TINY = """\
+name: tiny
+description: tiny SAC runs for the sweep tests
+memory: little
+groups:
+  - name: mujoco
+    figure: fig4
+    algo: sac
+    envs: [Hopper-v4]
+    archs: [mlp]
+    sparsities: {sparsities}
+    quantize: true
+    seeds: 1
+    T: {T}
+    keep_policy: true
+    checkpoint_every: {every}
+    overrides: {{learning_starts: 10, eval_freq: {eval_freq}, eval_episodes: 1, n_events: 2,
+                batch_size: 8}}
+"""
+
+
+def write_tiny(folder: Path, sparsities=(0.0, 0.5), T=40, every=20, extra="") -> Path:
+    """Write the profile ``tiny`` into ``folder`` (found through ``$NNC4RL_PROFILES``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = TINY.format(sparsities=list(sparsities), T=T, every=every, eval_freq=max(20, T // 2))
+    (folder / "tiny.yml").write_text(text + extra)
+    return folder
 
 
 @pytest.fixture
-def tiny_profile(monkeypatch):
-    """The smoke profile reduced to its SAC group with ``n`` tiny runs (sparsities)."""
-    import nnc4rl.profiles as profiles
-
-    real = profiles.load_profile
-
-    def patched(name, sparsities=(0.0, 0.5)):
-        prof = real(name)
-        g = profiles.Group(**{**prof.groups[0].__dict__, **TINY, "sparsities": sparsities})
-        return profiles.Profile(prof.name, prof.description, prof.memory, (g,))
-
-    monkeypatch.setattr(profiles, "load_profile", patched)
-    for mod in ("nnc4rl.sweep", "nnc4rl.results"):
-        monkeypatch.setattr(f"{mod}.load_profile", patched)
-    return patched
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC4RL_PROFILES", str(write_tiny(tmp_path / "profiles")))
+    return tmp_path / "profiles"
 
 
 def test_dry_run_paper_prints_count_and_estimate(capsys, tmp_path):
@@ -67,6 +74,14 @@ def test_dry_run_paper_prints_count_and_estimate(capsys, tmp_path):
         (["--profile", "smoke", "--figure", "fig9"], "figure='fig9' is invalid"),
         (["--profile", "smoke", "--executor", "dask"], "executor='dask' is invalid"),
         (
+            ["--profile", "smoke", "--env", "NoSuchEnv-v0"],
+            "env='NoSuchEnv-v0' is not in profile smoke: choose from Hopper-v4, PongNoFrameskip-v4",
+        ),
+        (
+            ["--profile", "smoke", "--figure", "fig4", "--env", "PongNoFrameskip-v4"],
+            "env='PongNoFrameskip-v4' is not in profile smoke (fig4): choose from Hopper-v4",
+        ),
+        (
             ["--profile", "smoke", "--executor", "ray", "--address", "127.0.0.1:1"],
             "address='127.0.0.1:1' is unreachable",
         ),
@@ -75,16 +90,45 @@ def test_dry_run_paper_prints_count_and_estimate(capsys, tmp_path):
 )
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
     assert main(["sweep", *argv, "--dry-run", "--data", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert captured.out == "" and not (tmp_path / "runs").exists()
 
 
-def test_local_sweep_reuses_forces_and_reports_failures(tiny_profile, tmp_path, capsys):
-    first = sweep("smoke", data=tmp_path, workers=2, progress=False)
+def test_envs_as_one_string_as_papermill_passes_it(tmp_path, capsys):
+    result = sweep("smoke", envs="Hopper-v4", dry_run=True, data=tmp_path)
+    assert result.total == 6 and "profile smoke: 6 runs" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="envs=7 is invalid"):
+        sweep("smoke", envs=7, dry_run=True, data=tmp_path)
+
+
+def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
+    """``nnc4rl sweep --dry-run | head -1``: the reader is gone before the sweep writes."""
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "nnc4rl.cli", "sweep", "--profile", "paper",
+                             "--dry-run", "--data", str(tmp_path)], stdout=write,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(write)
+    os.close(read)  # like head -1 having exited
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+    shell = subprocess.run(f"{sys.executable} -m nnc4rl.cli sweep --profile paper --dry-run "
+                           f"--data {tmp_path} | head -1", shell=True, capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+    assert (
+        shell.stdout.startswith("profile paper: 760 runs") and len(shell.stdout.splitlines()) == 1
+    )
+    assert "Traceback" not in shell.stderr
+
+
+def test_local_sweep_reuses_forces_and_repairs(tiny, tmp_path, capsys):
+    first = sweep("tiny", data=tmp_path, workers=2, progress=False)
     assert (first.total, first.reused, len(first.ran), first.failed) == (2, 0, 2, {})
-    store = RunStore(tmp_path / "runs" / "smoke")
-    ids = sorted(t.run_id for t in tasks_of("smoke"))
-    assert sorted(p.name for p in store.root.iterdir()) == ids
+    store = RunStore(tmp_path / "runs" / "tiny")
+    ids = sorted(t.run_id for t in tasks_of("tiny"))
+    assert store.run_ids() == ids
+    assert [p.name for p in store.root.iterdir() if p.name.startswith(".")] == [".store-id"]
     for rid in ids:
         assert {p.name for p in store.path(rid).iterdir()} == {
             "run.json",
@@ -96,62 +140,44 @@ def test_local_sweep_reuses_forces_and_reports_failures(tiny_profile, tmp_path, 
         policy = load_policy(store.path(rid) / "policy.npz")
         assert policy.predict(np.zeros(11, dtype=np.float32))[0].shape == (3,)
     mtime = (store.path(ids[0]) / "summary.json").stat().st_mtime
-    again = sweep("smoke", data=tmp_path, workers=2, progress=False)
+    again = sweep("tiny", data=tmp_path, workers=2, progress=False)
     assert (again.reused, again.ran) == (2, [])
     assert "2 runs, 2 finished, 0 to run" in capsys.readouterr().out
-    (store.path(ids[1]) / "evaluations.csv").unlink()  # a damaged run folder
-    repaired = sweep("smoke", data=tmp_path, workers=1, progress=False)
-    assert repaired.ran == [ids[1]]
+    (store.path(ids[1]) / "policy.npz").write_bytes(os.urandom(2000))  # damaged run folders
+    (store.path(ids[0]) / "evaluations.csv").write_text("step,phase,mean,std,episodes\n20,de")
+    repaired = sweep("tiny", data=tmp_path, workers=2, progress=False)
+    assert sorted(repaired.ran) == ids
     out = capsys.readouterr().out
-    assert (
-        f"{store.path(ids[1])} is corrupt: evaluations.csv is missing; it will be recomputed" in out
-    )
-    forced = sweep("smoke", data=tmp_path, workers=1, progress=False, force=True)
+    assert f"{store.path(ids[1])} is corrupt: policy.npz does not load" in out
+    assert f"{store.path(ids[0])} is corrupt: evaluations.csv is truncated" in out
+    assert all(store.status(rid) == ("done", "") for rid in ids)
+    forced = sweep("tiny", data=tmp_path, workers=1, progress=False, force=True)
     assert len(forced.ran) == 2
     assert (store.path(ids[0]) / "summary.json").stat().st_mtime != mtime
 
 
-def test_failed_run_does_not_stop_the_others(tiny_profile, monkeypatch, tmp_path, capsys):
-    import nnc4rl.profiles as profiles
-
-    real = tiny_profile
-
-    def with_bad(name):  # a target_entropy SAC rejects, in a second group
-        prof = real(name, sparsities=(0.5,))
-        g = prof.groups[0]
-        bad = profiles.Group(**{**g.__dict__, "name": "bad", "overrides": {**g.overrides,
-                                "target_entropy": "not-a-number"}})  # fmt: skip
-        return profiles.Profile(prof.name, prof.description, prof.memory, (g, bad))
-
-    monkeypatch.setattr("nnc4rl.sweep.load_profile", with_bad)
-    result = sweep("smoke", data=tmp_path, workers=2, progress=False)
+def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    bad = TINY.split("groups:\n")[1].format(sparsities=[0.5], T=40, every=20, eval_freq=20)
+    bad = bad.replace("name: mujoco", "name: bad").replace("n_events: 2", "target_entropy: x")
+    folder = write_tiny(tmp_path / "profiles", sparsities=(0.5,), extra=bad)
+    monkeypatch.setenv("NNC4RL_PROFILES", str(folder))
+    result = sweep("tiny", data=tmp_path, workers=2, progress=False)
     assert len(result.ran) == 1 and len(result.failed) == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "FAILED" in out
 
 
+def _sweep_argv(tmp_path: Path, workers: int = 1) -> list[str]:
+    return [sys.executable, "-m", "nnc4rl.cli", "sweep", "--profile", "tiny", "--workers",
+            str(workers), "--data", str(tmp_path / "data"), "--no-progress"]  # fmt: skip
+
+
 def test_sweep_killed_halfway_resumes_without_recomputing(tmp_path):
-    """A real ``nnc4rl sweep`` subprocess killed after its first run finishes."""
-    code = f"""
-import sys
-import nnc4rl.profiles as p, nnc4rl.sweep as s
-real = p.load_profile
-def patched(name):
-    prof = real(name)
-    g = p.Group(**{{**prof.groups[0].__dict__, **{TINY!r}, "sparsities": (0.0, 0.5, 0.9)}})
-    return p.Profile(prof.name, prof.description, prof.memory, (g,))
-if __name__ == "__main__":  # the spawned workers import this file too
-    s.load_profile = patched
-    from nnc4rl.cli import main
-    sys.exit(main(sys.argv[1:]))
-"""
-    script = tmp_path / "run_sweep.py"
-    script.write_text(code)
-    argv = [sys.executable, str(script), "sweep", "--profile", "smoke", "--workers", "1",
-            "--data", str(tmp_path / "data"), "--no-progress"]  # fmt: skip
-    root = tmp_path / "data" / "runs" / "smoke"
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    """A real ``nnc4rl sweep`` subprocess and its worker killed after the first run finishes."""
+    env = os.environ | {"NNC4RL_PROFILES": str(write_tiny(tmp_path / "p", (0.0, 0.5, 0.9)))}
+    root = tmp_path / "data" / "runs" / "tiny"
+    proc = subprocess.Popen(_sweep_argv(tmp_path), start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir()):
@@ -161,24 +187,55 @@ if __name__ == "__main__":  # the spawned workers import this file too
     proc.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in root.iterdir() if not p.name.startswith(".")}
     assert 1 <= len(finished) < 3
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_sweep_argv(tmp_path), capture_output=True, text=True, timeout=300,
+                          env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"3 runs, {len(finished)} finished, {3 - len(finished)} to run" in done.stdout
-    after = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    after = {p.name: p.stat().st_mtime_ns for p in root.iterdir() if not p.name.startswith(".")}
     assert len(after) == 3 and all(after[k] == v for k, v in finished.items())
 
 
-def test_ray_executor_on_a_local_instance(tiny_profile, tmp_path):
+def test_kill_9_of_the_sweep_leaves_no_worker_and_keeps_the_checkpoint(tmp_path):
+    """``kill -9`` of the sweep's main process alone: its worker dies too (no orphan blocked on a
+    pipe), and the run's checkpoint lets the next sweep continue it."""
+    env = os.environ | {"NNC4RL_PROFILES": str(write_tiny(tmp_path / "p", (0.5,), T=400,
+                                                          every=40))}  # fmt: skip
+    root = tmp_path / "data" / "runs" / "tiny"
+    proc = subprocess.Popen(_sweep_argv(tmp_path), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    sweep_proc = psutil.Process(proc.pid)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # until the run has a checkpoint
+        if root.is_dir() and any(p.name.endswith(".checkpoint") for p in root.iterdir()):
+            break
+        time.sleep(0.1)
+    children = sweep_proc.children(recursive=True)
+    assert children and proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
+    (ckpt,) = [p for p in root.iterdir() if p.name.endswith(".checkpoint")]
+    assert ckpt.is_dir() and any(ckpt.iterdir())
+    done = subprocess.run(_sweep_argv(tmp_path), capture_output=True, text=True, timeout=300,
+                          env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 unfinished run(s) continue from their checkpoint" in done.stdout
+    assert [p.name for p in root.iterdir() if p.name[0] == "." and p.name != ".store-id"] == []
+    assert RunStore(root).status(ckpt.name[1 : -len(".checkpoint")]) == ("done", "")
+
+
+def test_ray_executor_on_a_local_instance(tiny, tmp_path):
     pytest.importorskip("ray")
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        result = sweep("smoke", executor="ray", data=tmp_path, progress=False)
+        result = sweep("tiny", executor="ray", data=tmp_path, progress=False)
     finally:
         ray.shutdown()
     assert (len(result.ran), result.failed) == (2, {})
-    store = RunStore(tmp_path / "runs" / "smoke")
+    store = RunStore(tmp_path / "runs" / "tiny")
     for rid in result.ran:
         meta = json.loads((store.path(rid) / "run.json").read_text())
-        assert meta["run_id"] == rid and meta["profile"] == "smoke"
+        assert meta["run_id"] == rid and meta["profile"] == "tiny"

@@ -22,6 +22,7 @@ from nnc4rl.export import (
     save_artifact,
 )
 from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
+from nnc4rl.export.closed_loop import play
 from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, record_observations
 from nnc4rl.runner import RunSpec, make_envs, train
@@ -99,19 +100,17 @@ def test_sac_evaluation_returns_are_equal(sac_run):
         env.close()
         assert lens == lengths, fmt
         np.testing.assert_allclose(returns, reference, rtol=1e-4, err_msg=fmt)
-    # the training evaluation (qat_end) used the same env after the finetune_end episodes;
-    # Hopper's reset noise does not depend on the actions, so replaying them reproduces it
+    # the training evaluation (qat_end) played the run's paired evaluation episodes
     summary = json.loads((sac_run["root"] / "run" / "summary.json").read_text())
-    env = make_env()
-    evaluate_policy(sac_run["policies"]["c"], env, 2, warn=False)  # stands in for finetune_end
-    mean, _ = evaluate_policy(sac_run["policies"]["c"], env, 2, warn=False)
-    env.close()
-    assert mean == pytest.approx(summary["eval"]["qat_end"]["mean"], rel=1e-4)
+    episodes = summary["eval"]["qat_end"]["episodes"]
+    run = play(sac_run["policies"]["c"], sac_run["art"], episodes)
+    assert run["seeds"] == [SAC_SPEC.seed + 10_000 + i for i in range(episodes)]
+    assert np.mean(run["returns"]) == pytest.approx(summary["eval"]["qat_end"]["mean"], rel=1e-4)
 
 
 def test_c_footprint_and_standalone_compile(sac_run, tmp_path):
     sizes = footprint(sac_run["c_path"])
-    assert sizes["bss"] == 2 * 256 * 4  # two activation buffers of the widest layer
+    assert sizes["bss"] == 2 * 256 * 4  # two fp32 activation buffers of the widest layer
     assert 0 < sizes["flash"] < 64 * 1024
     source = sac_run["c_path"].read_text()
     assert "#include <stdlib.h>" not in source and "malloc" not in source
@@ -220,3 +219,165 @@ def test_every_encoding_round_trips(tmp_path):
         np.testing.assert_array_equal(a.codes, b.codes)
         np.testing.assert_array_equal(a.scale, b.scale)
         np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_cli_integer_export_and_store_folder(sac_run, tmp_path, capsys):
+    """--integer calibrates on the run's evaluation episodes; a run-store folder (policy.npz, no
+    model.zip) exports; the calibrated npz keeps its scales and exports to integer C."""
+    run = sac_run["root"] / "run"
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copy(run / "summary.json", store / "summary.json")
+    save_artifact(artifact_from_path(run), store / "policy.npz")
+    out = tmp_path / "int.npz"
+    args = ["--calibration-episodes", "1"]
+    assert (
+        main(["export", str(store), "--format", "npz", "--integer", "--out", str(out), *args]) == 0
+    )
+    art = load_artifact(out)
+    assert art.integer["calibration"]["seeds"] == [SAC_SPEC.seed + 10_000]
+    assert art.integer["calibration"]["env"] == "Hopper-v4" and art.obs["dtype"] == "float64"
+    assert [op.get("act_scale") is not None for op in art.ops] == [
+        False, True, False, True, False, False, False]  # fmt: skip
+    c_out = tmp_path / "int.c"
+    assert main(["export", str(out), "--format", "c", "--integer", "--out", str(c_out)]) == 0
+    assert "int8_t buf0[256]" in c_out.read_text() and "wrote" in capsys.readouterr().out
+    # an artifact that does not name its env: the env must be given
+    bare = load_artifact(store / "policy.npz")
+    bare.info = {}
+    save_artifact(bare, tmp_path / "bare.npz")
+    err = _cli_error(capsys, ["export", str(tmp_path / "bare.npz"), "--format", "c", "--integer",
+                              "--out", str(c_out)])  # fmt: skip
+    assert "--env" in err
+
+
+def test_unwritable_out_is_one_error_line(sac_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    npz = str(sac_run["root"] / "policy.npz")
+    for fmt, name in (("npz", "p.npz"), ("onnx", "p.onnx"), ("c", "p.c")):
+        err = _cli_error(capsys, ["export", npz, "--format", fmt, "--out", str(blocker / name)])
+        assert "cannot write --out" in err
+    assert not list(tmp_path.glob("**/.*partial*"))
+
+
+def _edit_blob(src, dst, edit_header=None, edit_blob=None) -> None:
+    with np.load(src) as z:
+        header, blob = json.loads(z["header"].tobytes()), z["blob"].copy()
+    header = edit_header(header) if edit_header else header
+    blob = edit_blob(header, blob) if edit_blob else blob
+    text = json.dumps(header).encode()
+    np.savez_compressed(dst, header=np.frombuffer(text, np.uint8), blob=blob)
+
+
+def test_loader_rejects_nan_overlap_wrong_graph_and_dtype(sac_run, tmp_path, capsys):
+    good = sac_run["root"] / "policy.npz"
+    assert load_artifact(good).obs["dtype"] == "float64"  # what Hopper's observation space gives
+
+    def nan_bias(header, blob):
+        off = header["layers"][0]["tensors"]["bias"][0]
+        blob[off : off + 4] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+        return blob
+
+    def overlap(h):
+        h["layers"][1]["tensors"]["bias"][0] = h["layers"][1]["tensors"]["scale"][0]
+        return h
+
+    def no_tanh(h):
+        h["ops"] = h["ops"][:-1]
+        return h
+
+    def dtype(h):
+        h["obs"]["dtype"] = "float16"
+        return h
+
+    cases = {
+        "nan": ({"edit_blob": nan_bias}, "NaN/Inf"),
+        "overlap": ({"edit_header": overlap}, "overlap"),
+        "no_tanh": ({"edit_header": no_tanh}, "must end in a linear op then tanh"),
+        "dtype": ({"edit_header": dtype}, "observation dtype 'float16'"),
+    }
+    for name, (edit, message) in cases.items():
+        _edit_blob(good, tmp_path / f"{name}.npz", **edit)
+        err = _cli_error(capsys, ["export", str(tmp_path / f"{name}.npz"), "--format", "c",
+                                  "--out", str(tmp_path / "x.c")])  # fmt: skip
+        assert message in err, (name, err)
+
+
+def test_four_bit_codes_are_stored_packed(tmp_path):
+    """At 4 bits the artifact and the C arrays hold 4-bit codes: the blob is exactly what
+    nnc4rl.size accounts (values at 4 bits + index + fp32 bias and scale)."""
+    from nnc4rl.export.c_export import c_source
+    from nnc4rl.size import network_size
+
+    rng = np.random.default_rng(1)
+    layers = []
+    for name, shape, density in (("a", (64, 12), 1.0), ("b", (32, 64), 0.3), ("c", (3, 32), 0.05)):
+        codes = rng.integers(-7, 8, size=shape).astype(np.int8)
+        codes[rng.random(shape) > density] = 0
+        layers.append(Layer(name, "linear", codes, np.float32([0.01]),
+                            rng.normal(size=shape[0]).astype(np.float32), 4))  # fmt: skip
+    ops = [{"op": "linear", "layer": 0}, {"op": "relu"}, {"op": "linear", "layer": 1},
+           {"op": "relu"}, {"op": "linear", "layer": 2}, {"op": "tanh"}]  # fmt: skip
+    art = Artifact("sac", layers, ops, {"shape": [12], "dtype": "float32", "layout": None,
+                   "divide": None}, {"kind": "box", "low": [-1.0] * 3, "high": [1.0] * 3})  # fmt: skip
+    save_artifact(art, tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as z:
+        header, blob = json.loads(z["header"].tobytes()), z["blob"]
+    sizes = network_size({la.name: (torch.from_numpy(la.codes.copy()), torch.from_numpy(la.bias),
+                                    False) for la in layers}, bits=4)  # fmt: skip
+    assert blob.size == sizes["compressed_bytes"]
+    encodings = [e["encoding"] for e in header["layers"]]
+    for entry, layer, enc in zip(header["layers"], layers, encodings, strict=True):
+        off, count, code = entry["tensors"]["values"]
+        assert code == "p4" and count == (layer.codes.size if enc == "dense" else layer.nnz)
+    back = load_artifact(tmp_path / "a.npz")
+    for a, b in zip(layers, back.layers, strict=True):
+        np.testing.assert_array_equal(a.codes, b.codes)
+    source, _ = c_source(art)
+    assert f"static const uint8_t L0_v[{(64 * 12 + 1) // 2}]" in source  # dense, 2 codes a byte
+    assert "code4(" in source and "const int8_t L0_v" not in source
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_c_builds_clean_and_two_policies_link_into_one_program(sac_run, tmp_path, cc):
+    """-std=c99 -Wall -Wextra -Wpedantic -Werror under gcc and clang, both arithmetic paths; two
+    prefixed policies (one with a file name starting with a digit) in one program."""
+    import subprocess
+
+    from nnc4rl.export.c_export import STRICT_FLAGS
+    from nnc4rl.export.integer import IntegerPolicy, calibrate
+
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed")
+    art = sac_run["art"]
+    obs = np.random.default_rng(0).normal(size=(4, 11)).astype(np.float32)
+    int_art = calibrate(art, obs)
+    save_c(art, tmp_path / "98_hopper.c", prefix="fp")
+    save_c(int_art, tmp_path / "int-hopper.c", prefix="q", integer=True)
+    assert "#ifndef FP_98_HOPPER_H_" in (tmp_path / "98_hopper.h").read_text()
+    rows = ", ".join(f"{float(v).hex()}f" for v in obs[0])
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "98_hopper.h"\n#include "int-hopper.h"\n'
+        f"static const float obs[FP_OBS_SIZE] = {{{rows}}};\n"
+        "int main(void)\n{\n    float a[FP_ACTION_SIZE], b[Q_ACTION_SIZE];\n"
+        "    int32_t acc[Q_OUTPUT_SIZE];\n    int i;\n"
+        "    fp_act(obs, a);\n    q_act(obs, b);\n    q_accumulators(obs, acc);\n"
+        '    for (i = 0; i < FP_ACTION_SIZE; ++i) printf("%a %a %ld\\n", a[i], b[i], (long)acc[i]);\n'
+        "    return 0;\n}\n"
+    )
+    exe = tmp_path / "two"
+    files = [str(tmp_path / n) for n in ("98_hopper.c", "int-hopper.c", "main.c")]
+    subprocess.run([cc, *STRICT_FLAGS, "-O2", "-ffp-contract=off", "-o", str(exe), *files, "-lm"],
+                   check=True, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    got = np.array(out, dtype=object).reshape(-1, 3)
+    fp_actions, _ = load_policy(sac_run["root"] / "policy.npz").predict(obs[0])
+    int_policy = IntegerPolicy(int_art)
+    np.testing.assert_allclose([float.fromhex(v) for v in got[:, 0]], fp_actions, atol=1e-5)
+    np.testing.assert_array_equal([int(v) for v in got[:, 2]], int_policy.accumulators(obs[0])[0])
+    np.testing.assert_allclose([float.fromhex(v) for v in got[:, 1]],
+                               int_policy.predict(obs[0])[0], atol=1e-6)  # fmt: skip
+    # a prefix that is not a C identifier is one error line
+    with pytest.raises(ArtifactError, match="prefix='9x' is invalid"):
+        save_c(art, tmp_path / "bad.c", prefix="9x")

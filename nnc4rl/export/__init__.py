@@ -2,45 +2,53 @@
 
 Typical use::
 
-    from nnc4rl.export import artifact_from_path, save_artifact, load_policy
+    from nnc4rl.export import artifact_from_path, calibrate_on_evaluation, save_artifact
 
     art = artifact_from_path("runs/hopper")          # run folder, model.zip or .npz
     save_artifact(art, "hopper.npz")                  # format: nnc4rl/export/FORMAT.md
     policy = load_policy("hopper.npz")                # .predict(obs) like an SB3 model
+    art_int = calibrate_on_evaluation(art)            # full-integer path (int8 activations)
+    int_policy = load_policy(art_int, integer=True)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nnc4rl.export.artifact import (
-    Artifact,
-    ArtifactError,
-    Layer,
-    artifact_from_path,
-    artifact_from_sb3,
-    load_artifact,
-    load_sb3_model,
-    save_artifact,
-)
+from nnc4rl.export.closed_loop import calibrate_on_evaluation, evaluation_seeds, play
+from nnc4rl.export.codec import load_artifact, save_artifact
 from nnc4rl.export.inference import ArtifactPolicy, Policy
+from nnc4rl.export.integer import IntegerPolicy, calibrate
+from nnc4rl.export.model import Artifact, ArtifactError, Layer
+from nnc4rl.export.trace import artifact_from_path, artifact_from_sb3, load_sb3_model
 
 
-def load_policy(path: str | Path) -> ArtifactPolicy:
-    """The numpy policy of an artifact ``.npz`` (``predict(obs) -> (actions, None)``)."""
-    return ArtifactPolicy(load_artifact(path))
+def load_policy(source: str | Path | Artifact, integer: bool = False) -> Policy:
+    """The numpy policy of an artifact (``.npz`` path or :class:`Artifact`):
+    ``predict(obs) -> (actions, None)``.
+
+    :param integer: the full-integer path (the artifact must be calibrated), else the
+        weight-only fp32-activation path (the trained network's arithmetic).
+    """
+    art = source if isinstance(source, Artifact) else load_artifact(source)
+    return IntegerPolicy(art) if integer else ArtifactPolicy(art)
 
 
 __all__ = [
     "Artifact",
     "ArtifactError",
     "ArtifactPolicy",
+    "IntegerPolicy",
     "Layer",
     "Policy",
     "artifact_from_path",
     "artifact_from_sb3",
+    "calibrate",
+    "calibrate_on_evaluation",
+    "evaluation_seeds",
     "load_artifact",
     "load_policy",
     "load_sb3_model",
+    "play",
     "save_artifact",
 ]

@@ -46,6 +46,44 @@ def hopper_sized_sac(sparsity: float, bits: int = 8, seed: int = 0):
     return dense, model
 
 
+def atari_dqn(sparsity: float, arch: str = "cnn", bits: int = 8, seed: int = 0):
+    """``(dense fp32 DQN, compressed DQN)`` on Pong (4 x 84 x 84 uint8 frames), randomly
+    initialised, magnitude-pruned (Erdos-Renyi) and rounded onto the ``bits``-bit grid.
+
+    :param arch: ``cnn`` (Nature CNN), ``impala`` or ``impala-authors`` (the paper's ResNet).
+    """
+    import copy
+
+    import torch
+    from stable_baselines3 import DQN
+
+    from nnc4rl.networks import ARCH_PRESETS, ImpalaCNN
+    from nnc4rl.pruning import magnitude_masks, prunable_layers
+    from nnc4rl.quant import post_training_quantize
+    from nnc4rl.runner import RunSpec, make_envs
+
+    torch.manual_seed(seed)
+    train_env, eval_env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, seed=seed, arch=arch))
+    eval_env.close()
+    kwargs = {}
+    if arch in ARCH_PRESETS:
+        kwargs = {"features_extractor_class": ImpalaCNN,
+                  "features_extractor_kwargs": ARCH_PRESETS[arch]}  # fmt: skip
+    dense = DQN("CnnPolicy", train_env, buffer_size=1, seed=seed, device="cpu",
+                policy_kwargs=kwargs)  # fmt: skip
+    train_env.close()
+    dense.env = None  # a closed VecEnv; it does not deep-copy
+    model = copy.deepcopy(dense)
+    layers = [m for _, m in prunable_layers(model.q_net)]
+    if sparsity > 0:
+        masks = magnitude_masks([m.weight for m in layers], sparsity, "erdos_renyi")
+        with torch.no_grad():
+            for m, mask in zip(layers, masks, strict=True):
+                m.weight.mul_(mask)
+    post_training_quantize(model.q_net, bits)
+    return dense, model
+
+
 def encoding_sizes(art: Artifact, artifact_bytes: int) -> dict[str, int]:
     """Stored bytes of the exported layers under each encoding (values + index + fp32 bias and
     scales), the artifact file, and the floor (the int8 non-zeros alone)."""

@@ -1,15 +1,26 @@
-"""Standalone C99 export: one ``.c`` / ``.h`` pair with the weights as const CSR int8 arrays.
+"""Standalone C99 export: one ``.c`` / ``.h`` pair, weights as ``static const`` arrays.
 
-The generated code needs only libc and libm (``tanhf``), allocates nothing at run time (the
-activation buffers are static arrays sized at export time) and exposes::
+The generated code needs only libc (``<stdint.h>``) and libm (``tanhf``), allocates nothing at
+run time and contains only what the model uses: one function per layer, specialised at export
+time (shapes, strides and the layer's storage encoding are constants), and only the helpers
+(ReLU, max-pool, residual add, requantization, sub-byte code unpacking) that some op needs, so it
+builds with ``-std=c99 -Wall -Wextra -Wpedantic -Werror``. Each layer is stored in the smallest of
+dense / CSR / bitmask (the choice of :mod:`nnc4rl.size`), its codes packed to ``bits`` bits. A
+conv is computed output channel by output channel over that channel's non-zero weights (CSR over
+output channels), so pruned weights cost neither flash nor time.
 
-    int nnc4rl_policy_forward(const float *obs, float *out);  /* raw outputs (tanh'd / Q) */
-    int nnc4rl_policy_act(const float *obs, float *action);   /* env action; DQN: returns index */
+Two arithmetic paths (FORMAT.md):
 
-``obs`` is one observation as the env yields it, as float32 (Atari: the ``H x W x C`` frame
-stack with pixel values 0..255; the code transposes to CHW and divides by 255). A layer computes
-``scale * sum(code * x) + bias`` over its CSR non-zeros with fp32 activations and an fp32
-accumulator (weight-only quantization, like the trained network).
+* weight-only (default): fp32 activations, ``scale * sum(code * x) + bias``, the trained
+  network's arithmetic; ``obs`` is ``const float *``.
+* full-integer (``integer=True``, a calibrated artifact): int8 activations, int32 accumulators,
+  fixed-point requantization (:mod:`nnc4rl.export.integer`, which it matches bit for bit); the
+  observation type is ``uint8_t`` for Atari frames and ``float`` otherwise.
+
+Public symbols carry a prefix (default ``nnc4rl_policy``), so several policies link into one
+firmware image: ``PREFIX_forward(obs, out)`` (raw outputs: tanh-squashed actions / Q-values),
+``PREFIX_act(obs, action)`` (env action; DQN: writes and returns the index) and, in the integer
+path, ``PREFIX_accumulators(obs, acc)`` (the output layer's int32 accumulators).
 """
 
 from __future__ import annotations
@@ -24,88 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc4rl.export.artifact import Artifact, ArtifactError, Layer
+from nnc4rl.atomic import write_atomic
+from nnc4rl.export.codec import encode_layer, layer_values, pack_codes
 from nnc4rl.export.inference import Policy
+from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
-_C_TYPES = {
-    np.dtype("uint8"): "uint8_t",
-    np.dtype("uint16"): "uint16_t",
-    np.dtype("uint32"): "uint32_t",
-}
-
-_KERNELS = """
-static void lin_{tag}(const float *x, float *y, int rows, const int8_t *v, const {rt} *rp,
-                      const {ct} *ci, const float *s, int per_row, const float *b)
-{{
-    int r;
-    for (r = 0; r < rows; ++r) {{
-        float acc = 0.0f;
-        uint32_t k;
-        for (k = rp[r]; k < rp[r + 1]; ++k) acc += (float)v[k] * x[ci[k]];
-        y[r] = s[per_row ? r : 0] * acc + b[r];
-    }}
-}}
-
-/* conv over CHW input; the output plane of channel o is its own accumulator */
-static void conv_{tag}(const float *x, int C, int H, int W, float *y, int O, int OH, int OW,
-                       int kh, int kw, int sh, int sw, int ph, int pw, const int8_t *v,
-                       const {rt} *rp, const {ct} *ci, const float *s, const float *b)
-{{
-    int o, oy, ox;
-    (void)C;
-    for (o = 0; o < O; ++o) {{
-        float *yo = y + (long)o * OH * OW;
-        uint32_t k;
-        for (oy = 0; oy < OH * OW; ++oy) yo[oy] = 0.0f;
-        for (k = rp[o]; k < rp[o + 1]; ++k) {{
-            int col = (int)ci[k], ic = col / (kh * kw), ky = (col / kw) % kh, kx = col % kw;
-            float w = (float)v[k];
-            for (oy = 0; oy < OH; ++oy) {{
-                int iy = oy * sh + ky - ph;
-                const float *xr;
-                float *yr = yo + oy * OW;
-                if (iy < 0 || iy >= H) continue;
-                xr = x + ((long)ic * H + iy) * W;
-                for (ox = 0; ox < OW; ++ox) {{
-                    int ix = ox * sw + kx - pw;
-                    if (ix >= 0 && ix < W) yr[ox] += w * xr[ix];
-                }}
-            }}
-        }}
-        for (oy = 0; oy < OH * OW; ++oy) yo[oy] = s[o] * yo[oy] + b[o];
-    }}
-}}
-"""
-
-_COMMON = """
-static void relu_(float *x, long n) { long i; for (i = 0; i < n; ++i) if (x[i] < 0.0f) x[i] = 0.0f; }
-static void tanh_(float *x, long n) { long i; for (i = 0; i < n; ++i) x[i] = tanhf(x[i]); }
-static void add_(float *x, const float *r, long n) { long i; for (i = 0; i < n; ++i) x[i] += r[i]; }
-static void copy_(float *d, const float *s, long n) { long i; for (i = 0; i < n; ++i) d[i] = s[i]; }
-
-static void maxpool_(const float *x, int C, int H, int W, float *y, int OH, int OW, int kh, int kw,
-                     int sh, int sw, int ph, int pw)
-{
-    int c, oy, ox, ky, kx;
-    for (c = 0; c < C; ++c)
-        for (oy = 0; oy < OH; ++oy)
-            for (ox = 0; ox < OW; ++ox) {
-                float m = -INFINITY;
-                for (ky = 0; ky < kh; ++ky) {
-                    int iy = oy * sh + ky - ph;
-                    if (iy < 0 || iy >= H) continue;
-                    for (kx = 0; kx < kw; ++kx) {
-                        int ix = ox * sw + kx - pw;
-                        float t;
-                        if (ix < 0 || ix >= W) continue;
-                        t = x[((long)c * H + iy) * W + ix];
-                        if (t > m) m = t;
-                    }
-                }
-                y[((long)c * OH + oy) * OW + ox] = m;
-            }
-}
-"""
+DEFAULT_PREFIX = "nnc4rl_policy"
+_C_TYPES = {np.dtype("uint8"): "uint8_t", np.dtype("<u2"): "uint16_t",
+            np.dtype("<u4"): "uint32_t", np.dtype("int8"): "int8_t"}  # fmt: skip
 
 
 def _flt(v: float) -> str:
@@ -123,169 +60,469 @@ def _array(ctype: str, name: str, values: np.ndarray, fmt=str, per_line: int = 1
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
 
 
-def _csr(layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    m = layer.matrix
-    rows, cols = np.nonzero(m)
-    row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(m, axis=1))])
-    rp = row_ptr.astype(np.uint16 if row_ptr[-1] <= 0xFFFF else np.uint32)
-    ci = cols.astype(
-        np.uint8 if layer.cols <= 256 else np.uint16 if layer.cols <= 65536 else np.uint32
+def _i32(v: int) -> str:
+    v = int(v)
+    if not -(2**31) <= v < 2**31:
+        raise ArtifactError(f"int32 constant {v} is out of range")
+    return f"{v}" if v != -(2**31) else "(-2147483647 - 1)"
+
+
+_HELPERS = {
+    "relu_f": "static void relu_f(float *x, int n)\n"
+    "{ int i; for (i = 0; i < n; ++i) if (x[i] < 0.0f) x[i] = 0.0f; }\n",
+    "relu_q": "static void relu_q(int8_t *x, int n)\n"
+    "{ int i; for (i = 0; i < n; ++i) if (x[i] < 0) x[i] = 0; }\n",
+    "add_f": "static void add_f(float *x, const float *r, int n)\n"
+    "{ int i; for (i = 0; i < n; ++i) x[i] += r[i]; }\n",
+    "copy_f": "static void copy_f(float *d, const float *s, int n)\n"
+    "{ int i; for (i = 0; i < n; ++i) d[i] = s[i]; }\n",
+    "copy_q": "static void copy_q(int8_t *d, const int8_t *s, int n)\n"
+    "{ int i; for (i = 0; i < n; ++i) d[i] = s[i]; }\n",
+    # q = clamp((acc * m + 2^(s-1)) >> s, lo, 127): 64-bit product, arithmetic shift
+    "rq": "static int8_t rq(int32_t acc, int32_t m, int s, int32_t lo)\n{\n"
+    "    int64_t p = ((int64_t)acc * m + ((int64_t)1 << (s - 1))) >> s;\n"
+    "    return (int8_t)(p < lo ? lo : p > 127 ? 127 : p);\n}\n",
+    "add_q": "static void add_q(int8_t *x, const int8_t *r, int n, int32_t mx, int32_t mr, int k)\n"
+    "{\n    int i;\n    for (i = 0; i < n; ++i) {\n"
+    "        int64_t t = ((int64_t)x[i] * mx + (int64_t)r[i] * mr + ((int64_t)1 << (k - 1))) >> k;\n"
+    "        x[i] = (int8_t)(t < -127 ? -127 : t > 127 ? 127 : t);\n    }\n}\n",
+}
+
+_MAXPOOL = """static void maxpool_{t}(const {T} *x, int C, int H, int W, {T} *y, int OH, int OW, int kh,
+                      int kw, int sh, int sw, int ph, int pw)
+{{
+    int c, oy, ox, ky, kx;
+    for (c = 0; c < C; ++c)
+        for (oy = 0; oy < OH; ++oy)
+            for (ox = 0; ox < OW; ++ox) {{
+                {T} m = {low};
+                for (ky = 0; ky < kh; ++ky) {{
+                    int iy = oy * sh + ky - ph;
+                    if (iy < 0 || iy >= H) continue;
+                    for (kx = 0; kx < kw; ++kx) {{
+                        int ix = ox * sw + kx - pw;
+                        if (ix >= 0 && ix < W && x[(c * H + iy) * W + ix] > m)
+                            m = x[(c * H + iy) * W + ix];
+                    }}
+                }}
+                y[(c * OH + oy) * OW + ox] = m;
+            }}
+}}
+"""
+
+
+def _unpack_helper(bits: int) -> str:
+    """``code{b}(v, k)``: the k-th signed b-bit code of a packed array (LSB first)."""
+    return (
+        f"static int32_t code{bits}(const uint8_t *v, uint32_t k)\n{{\n"
+        f"    uint32_t bit = k * {bits}u, f = (uint32_t)v[bit >> 3] >> (bit & 7u);\n"
+        f"    if ((bit & 7u) + {bits}u > 8u) f |= (uint32_t)v[(bit >> 3) + 1u] << (8u - (bit & 7u));\n"
+        f"    f &= {(1 << bits) - 1}u;\n"
+        f"    return (int32_t)(f ^ {1 << (bits - 1)}u) - {1 << (bits - 1)};\n}}\n"
     )
-    return m[rows, cols], rp, ci
 
 
-def c_source(art: Artifact, header_name: str = "policy.h") -> tuple[str, str]:
-    """The ``(source, header)`` texts of ``art``."""
-    shapes = art.activation_shapes()
-    size = lambda s: int(np.prod(s))  # noqa: E731
-    max_act = max(size(s) for s in shapes)
-    obs_size, n_out = size(art.obs["shape"]), art.n_outputs
-    discrete = art.head["kind"] == "argmax"
-    guard = re.sub(r"\W", "_", header_name).upper()
-    header = f"""/* nnc4rl {art.algo.upper()} policy: int{art.bits} CSR weights, fp32 activations.
+def check_prefix(prefix: str) -> str:
+    """A symbol prefix must be a C identifier (letters, digits, ``_``; not starting with a digit)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", prefix or ""):
+        raise ArtifactError(
+            f"prefix={prefix!r} is invalid: use a C identifier (letters, digits, _; no leading digit)"
+        )
+    return prefix
+
+
+def header_guard(header_name: str, prefix: str) -> str:
+    """Include guard from the header's file name (any character outside [A-Za-z0-9] becomes
+    ``_``; prefixed so that a name starting with a digit still gives an identifier)."""
+    stem = re.sub(r"[^A-Za-z0-9]", "_", header_name).upper()
+    return f"{prefix.upper()}_{stem}_"
+
+
+class _Gen:
+    """Generates the C text of one artifact (see the module docstring)."""
+
+    def __init__(self, art: Artifact, prefix: str, integer: bool, encoding: str | None = None):
+        self.art, self.p, self.integer, self.encoding = art, check_prefix(prefix), integer, encoding
+        self.shapes = art.check()
+        self.helpers: set[str] = set()
+        self.data: list[str] = []
+        self.funcs: list[str] = []
+        self.body: list[str] = []
+        if integer:
+            from nnc4rl.export.integer import integer_plan
+
+            self.plan = integer_plan(art)
+            if art.image and art.ops[0]["op"] != "conv2d":
+                raise ArtifactError("integer C export of images needs a conv2d as the first op")
+        self.act_t = "int8_t" if integer else "float"
+
+    # -- weights and layer functions ------------------------------------------------------------
+    def _values(self, i: int, layer: Layer, enc: str) -> str:
+        """Emit the codes array; returns the C expression of the code at index ``k``."""
+        vals = layer_values(layer, enc)
+        if layer.bits == 8:
+            self.data.append(_array("int8_t", f"L{i}_v", vals))
+            return f"(int32_t)L{i}_v[k]"
+        self.helpers.add(f"code{layer.bits}")
+        self.data.append(_array("uint8_t", f"L{i}_v", pack_codes(vals, layer.bits)))
+        return f"code{layer.bits}(L{i}_v, k)"
+
+    def _loop(self, i: int, layer: Layer, row: str, body: str, indent: str) -> str:
+        """Loop over the non-zeros of ``row`` in the layer's encoding (``c`` column, ``w``
+        code, running value index ``k``) around ``body``."""
+        enc, arrays = encode_layer(layer, self.encoding)
+        code = self._values(i, layer, enc)
+        cols = layer.cols
+        if enc == "dense":
+            return (f"{indent}for (c = 0; c < {cols}; ++c, ++k) {{\n"
+                    f"{indent}    const int32_t w = {code};\n{body}{indent}}}\n")  # fmt: skip
+        if enc == "bitmask":
+            self.data.append(_array("uint8_t", f"L{i}_bm", arrays["mask"]))
+            return (f"{indent}for (c = 0; c < {cols}; ++c, ++b) {{\n"
+                    f"{indent}    if (L{i}_bm[b >> 3] & (0x80u >> (b & 7u))) {{\n"
+                    f"{indent}        const int32_t w = {code};\n{body}{indent}        ++k;\n"
+                    f"{indent}    }}\n{indent}}}\n")  # fmt: skip
+        rp, ci = arrays["row_ptr"], arrays["col_idx"]
+        self.data.append(_array(_C_TYPES[rp.dtype], f"L{i}_rp", rp))
+        self.data.append(_array(_C_TYPES[ci.dtype], f"L{i}_ci", ci))
+        return (f"{indent}for (k = L{i}_rp[{row}]; k < (uint32_t)L{i}_rp[{row} + 1]; ++k) {{\n"
+                f"{indent}    const int32_t w = {code};\n{indent}    c = L{i}_ci[k];\n"
+                f"{body}{indent}}}\n")  # fmt: skip
+
+    @staticmethod
+    def _per_row(values: np.ndarray) -> tuple[np.ndarray, bool]:
+        """One value when all rows share it (per-tensor scales), else all of them."""
+        values = np.asarray(values).reshape(-1)
+        uniform = bool(np.all(values == values[0]))
+        return (values[:1] if uniform else values), uniform
+
+    def _float_consts(self, i: int, layer: Layer, row: str) -> str:
+        """Emit scale and bias; returns the C index of the scale for row ``row``."""
+        scale, uniform = self._per_row(layer.channel_scale())
+        self.data.append(_array("float", f"L{i}_s", scale, _flt, 6))
+        self.data.append(_array("float", f"L{i}_b", layer.bias, _flt, 6))
+        return "0" if uniform else row
+
+    def _int_consts(self, i: int, op_i: int, row: str) -> str:
+        """Emit the int32 bias and the requantization; returns the C index of the latter."""
+        lp = self.plan.ops[op_i]
+        self.data.append(_array("int32_t", f"L{i}_b", lp.bias, _i32, 8))
+        if lp.mult is None:
+            return row
+        self.helpers.add("rq")
+        pairs, uniform = self._per_row(lp.mult * 64 + lp.shift)
+        self.data.append(_array("int32_t", f"L{i}_m", pairs // 64, _i32, 8))
+        self.data.append(_array("uint8_t", f"L{i}_sh", pairs % 64, str, 16))
+        return "0" if uniform else row
+
+    def linear(self, op_i: int, i: int, in_t: str) -> str:
+        layer, out = self.art.layers[i], op_i == self.art.output_op
+        if self.integer:
+            j = self._int_consts(i, op_i, "r")
+            lp = self.plan.ops[op_i]
+            inner = self._loop(i, layer, "r", "            acc += w * (int32_t)x[c];\n", "        ")
+            store = ("        y[r] = acc;\n" if out else
+                     f"        y[r] = rq(acc, L{i}_m[{j}], L{i}_sh[{j}], {lp.lo});\n")  # fmt: skip
+            init, out_t = f"L{i}_b[r]", ("int32_t" if out else "int8_t")
+            acc_t = "int32_t"
+        else:
+            j = self._float_consts(i, layer, "r")
+            inner = self._loop(i, layer, "r", "            acc += (float)w * x[c];\n", "        ")
+            store = f"        y[r] = L{i}_s[{j}] * acc + L{i}_b[r];\n"
+            init, out_t, acc_t = "0.0f", "float", "float"
+        self.funcs.append(
+            f"/* layer {i}: {layer.name} linear {list(layer.codes.shape)}, nnz {layer.nnz} */\n"
+            f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+            f"    uint32_t k = 0, b = 0, c;\n    int r;\n    (void)b;\n"
+            f"    for (r = 0; r < {layer.rows}; ++r) {{\n        {acc_t} acc = {init};\n"
+            f"{inner}{store}    }}\n    (void)k;\n}}\n"
+        )
+        return f"layer{i}"
+
+    def conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        layer = self.art.layers[i]
+        c_in, h, w = s_in
+        o, oh, ow = s_out
+        kh, kw = layer.codes.shape[2:]
+        (sh, sw), (ph, pw) = op["stride"], op["padding"]
+        # input element (ic, iy, ix): CHW or, for the raw frame stack, HWC
+        if hwc:
+            base, step = f"(iy * {w} + kx - {pw}) * {c_in} + ic", sw * c_in
+        else:
+            base, step = f"(ic * {h} + iy) * {w} + kx - {pw}", sw
+        rng_y = (f"            oy0 = ky < {ph} ? ({ph} - ky + {sh - 1}) / {sh} : 0;\n"
+                 f"            t = {h - 1 + ph} - ky;\n"
+                 f"            oy1 = t < 0 ? 0 : t / {sh} + 1;\n"
+                 f"            if (oy1 > {oh}) oy1 = {oh};\n") if ph else ""  # fmt: skip
+        rng_x = (f"            ox0 = kx < {pw} ? ({pw} - kx + {sw - 1}) / {sw} : 0;\n"
+                 f"            t = {w - 1 + pw} - kx;\n"
+                 f"            ox1 = t < 0 ? 0 : t / {sw} + 1;\n"
+                 f"            if (ox1 > {ow}) ox1 = {ow};\n") if pw else ""  # fmt: skip
+        mul = "w * (int32_t)" if self.integer else "wf * "
+        body = (
+            f"            const int ic = (int)c / {kh * kw}, ky = ((int)c / {kw}) % {kh}, "
+            f"kx = (int)c % {kw};\n"
+            + ("" if self.integer else "            const float wf = (float)w;\n")
+            + rng_y + rng_x
+            + f"            for (oy = {'oy0' if ph else 0}; oy < {'oy1' if ph else oh}; ++oy) {{\n"
+            f"                const int iy = oy * {sh} + ky - {ph}, base = {base};\n"
+            f"                {'int32_t' if self.integer else 'float'} *ar = a + oy * {ow};\n"
+            f"                for (ox = {'ox0' if pw else 0}; ox < {'ox1' if pw else ow}; ++ox)\n"
+            f"                    ar[ox] += {mul}x[base + ox * {step}];\n"
+            f"            }}\n"
+        )  # fmt: skip
+        inner = self._loop(i, layer, "o", body, "        ")
+        n = oh * ow
+        if self.integer:
+            j = self._int_consts(i, op_i, "o")
+            lp = self.plan.ops[op_i]
+            self.scratch = max(getattr(self, "scratch", 0), n)
+            out = op_i == self.art.output_op
+            init = f"        for (p = 0; p < {n}; ++p) a[p] = L{i}_b[o];\n"
+            fin = (f"        for (p = 0; p < {n}; ++p) y[o * {n} + p] = "
+                   + ("a[p];\n" if out else f"rq(a[p], L{i}_m[{j}], L{i}_sh[{j}], {lp.lo});\n"))  # fmt: skip
+            decl = "    int32_t *a = scratch;\n"
+            out_t = "int32_t" if out else "int8_t"
+        else:
+            j = self._float_consts(i, layer, "o")
+            init = f"        for (p = 0; p < {n}; ++p) a[p] = 0.0f;\n"
+            fin = f"        for (p = 0; p < {n}; ++p) a[p] = L{i}_s[{j}] * a[p] + L{i}_b[o];\n"
+            decl, out_t = "", "float"
+        self.funcs.append(
+            f"/* layer {i}: {layer.name} conv {list(layer.codes.shape)} stride {[sh, sw]} "
+            f"padding {[ph, pw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} "
+            f"{list(s_in)} */\n"
+            f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+            f"    uint32_t k = 0, b = 0, c;\n    int o, oy, ox, p{', oy0, oy1' if ph else ''}"
+            f"{', ox0, ox1' if pw else ''}{', t' if ph or pw else ''};\n{decl}    (void)b;\n"
+            f"    for (o = 0; o < {o}; ++o) {{\n"
+            + ("" if self.integer else f"        float *a = y + o * {n};\n")
+            + init
+            + inner
+            + fin
+            + "    }\n    (void)k;\n}\n"
+        )
+        return f"layer{i}"
+
+    # -- the forward program --------------------------------------------------------------------
+    def program(self) -> None:  # noqa: C901 - one branch per op
+        art, shapes, size = self.art, self.shapes, lambda s: int(np.prod(s))
+        buf_sizes, slot_sizes, slot_of, free = [0, 0], [], {}, []
+        loc = 1  # the preprocessed input goes to buffer 1 (none for raw integer images)
+        image_in = self.integer and art.image
+        if not image_in:
+            buf_sizes[1] = size(shapes[0])
+        in_t = "uint8_t" if image_in else self.act_t
+        x = "obs" if image_in else "buf1"
+        out_ops = art.output_op
+        for op_i, (op, s_in, s_out) in enumerate(
+            zip(art.ops, shapes[:-1], shapes[1:], strict=True)
+        ):
+            kind, n = op["op"], size(s_out)
+            if kind in ("linear", "conv2d", "maxpool"):
+                dst = 0 if loc != 0 else 1
+                y = "acc" if (self.integer and op_i == out_ops) else f"buf{dst}"
+                if kind == "linear":
+                    fn = self.linear(op_i, op["layer"], in_t)
+                    self.body.append(f"    {fn}({x}, {y});\n")
+                elif kind == "conv2d":
+                    fn = self.conv(op_i, op["layer"], op, s_in, s_out, in_t, x == "obs")
+                    self.body.append(f"    {fn}({x}, {y});\n")
+                else:
+                    t = "q" if self.integer else "f"
+                    self.helpers.add(f"maxpool_{t}")
+                    (kh, kw), (sh, sw), (ph, pw) = op["kernel"], op["stride"], op["padding"]
+                    self.body.append(
+                        f"    maxpool_{t}({x}, {s_in[0]}, {s_in[1]}, {s_in[2]}, {y}, {s_out[1]}, "
+                        f"{s_out[2]}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw});\n"
+                    )
+                if not (self.integer and op_i == out_ops):
+                    buf_sizes[dst] = max(buf_sizes[dst], n)
+                loc, x, in_t = dst, f"buf{dst}", self.act_t
+            elif kind == "relu":
+                fused = (
+                    self.integer and op_i > 0 and art.ops[op_i - 1]["op"] in ("linear", "conv2d")
+                )
+                if not fused:  # a layer followed by a ReLU clamps at 0 in its requantization
+                    t = "q" if self.integer else "f"
+                    self.helpers.add(f"relu_{t}")
+                    self.body.append(f"    relu_{t}({x}, {n});\n")
+            elif kind == "tanh":
+                if not self.integer:
+                    self.helpers.add("tanh")
+                    self.body.append(f"    {{ int i; for (i = 0; i < {n}; ++i) "
+                                     f"{x}[i] = tanhf({x}[i]); }}\n")  # fmt: skip
+            elif kind == "save":
+                k = free.pop() if free else len(slot_sizes)
+                if k == len(slot_sizes):
+                    slot_sizes.append(0)
+                slot_sizes[k] = max(slot_sizes[k], n)
+                slot_of[op["slot"]] = k
+                t = "q" if self.integer else "f"
+                self.helpers.add(f"copy_{t}")
+                self.body.append(f"    copy_{t}(slot{k}, {x}, {n});\n")
+            elif kind == "add":
+                k = slot_of[op["slot"]]
+                free.append(k)
+                if self.integer:
+                    ap = self.plan.ops[op_i]
+                    self.helpers.add("add_q")
+                    self.body.append(f"    add_q({x}, slot{k}, {n}, {ap.mx}, {ap.mr}, {ap.k});\n")
+                else:
+                    self.helpers.add("add_f")
+                    self.body.append(f"    add_f({x}, slot{k}, {n});\n")
+            # flatten: CHW is already the row-major order torch flattens
+        self.out_loc = x
+        self.buffers = [
+            f"static {self.act_t} buf{j}[{m}];\n" for j, m in enumerate(buf_sizes) if m > 0
+        ]
+        self.buffers += [f"static {self.act_t} slot{k}[{m}];\n" for k, m in enumerate(slot_sizes)]
+        if getattr(self, "scratch", 0):
+            self.buffers.append(
+                f"static int32_t scratch[{self.scratch}]; /* conv accumulators */\n"
+            )
+
+    def _input(self) -> str:
+        """Copy / quantize the observation into buffer 1 (CHW, float or int8)."""
+        art = self.art
+        n = int(np.prod(art.obs["shape"]))
+        if self.integer:
+            if art.image:
+                return ""
+            return (f"    {{\n        int i;\n        for (i = 0; i < {n}; ++i) {{\n"
+                    f"            float v = obs[i] * {_flt(self.plan.inv_input_scale)};\n"
+                    "            if (v > 127.0f) v = 127.0f;\n"
+                    "            if (v < -127.0f) v = -127.0f;\n"
+                    "            buf1[i] = (int8_t)(v >= 0.0f ? (int32_t)(v + 0.5f) : "
+                    "(int32_t)(v - 0.5f));\n        }\n    }\n")  # fmt: skip
+        div = f" / {_flt(art.obs['divide'])}" if art.obs.get("divide") else ""
+        if art.obs.get("layout") == "HWC":
+            c, h, w = art.obs["shape"]
+            return (f"    {{ int ch, i; for (ch = 0; ch < {c}; ++ch) for (i = 0; i < {h * w}; ++i)\n"
+                    f"        buf1[ch * {h * w} + i] = obs[i * {c} + ch]{div}; }}\n")  # fmt: skip
+        return f"    {{ int i; for (i = 0; i < {n}; ++i) buf1[i] = obs[i]{div}; }}\n"
+
+    def source(self, header_name: str) -> tuple[str, str]:
+        art, p = self.art, self.p
+        self.program()
+        n_out, discrete = art.n_outputs, art.head["kind"] == "argmax"
+        obs_t = "uint8_t" if (self.integer and art.image) else "float"
+        mode = "int8 activations, int32 accumulators" if self.integer else "fp32 activations"
+        P = p.upper()
+        guard = header_guard(header_name, p)
+        acc_decl = (f"/* The output layer's int32 accumulators (bias included): out = tanh/identity"
+                    f"(acc * scale). */\nvoid {p}_accumulators(const {obs_t} *obs, int32_t *acc);\n"
+                    if self.integer else "")  # fmt: skip
+        header = f"""/* nnc4rl {art.algo.upper()} policy: int{art.bits} weights, {mode}.
  * Generated by `nnc4rl export --format c`; see nnc4rl/export/FORMAT.md. C99, libc + libm only. */
 #ifndef {guard}
 #define {guard}
 
-#define NNC4RL_OBS_SIZE {obs_size}    /* floats in one observation (env layout) */
-#define NNC4RL_OUTPUT_SIZE {n_out}    /* {"Q-values" if discrete else "tanh-squashed actions"} */
-#define NNC4RL_ACTION_SIZE {art.action_size}
-#define NNC4RL_DISCRETE {int(discrete)}
+#include <stdint.h>
+
+#define {P}_OBS_SIZE {int(np.prod(art.obs["shape"]))}    /* {obs_t} values in one observation (env layout) */
+#define {P}_OUTPUT_SIZE {n_out}    /* {"Q-values" if discrete else "tanh-squashed actions"} */
+#define {P}_ACTION_SIZE {art.action_size}
+#define {P}_DISCRETE {int(discrete)}
+#define {P}_INTEGER {int(self.integer)}
 
 /* Network outputs for one observation: {"Q-values" if discrete else "actions in [-1, 1]"}. Returns 0. */
-int nnc4rl_policy_forward(const float *obs, float *out);
+int {p}_forward(const {obs_t} *obs, float *out);
 /* The env action: {"action[0] = argmax index (also returned)" if discrete else "rescaled to the action bounds; returns 0"}. */
-int nnc4rl_policy_act(const float *obs, float *action);
-
+int {p}_act(const {obs_t} *obs, float *action);
+{acc_decl}
 #endif
 """
-    parts = [
-        f"/* nnc4rl {art.algo.upper()} policy ({art.info.get('source', 'artifact')}): "
-        f"{len(art.layers)} layers, sparsity {art.sparsity():.4f}, int{art.bits} CSR weights. */\n"
-        f'#include "{header_name}"\n#include <math.h>\n#include <stdint.h>\n\n'
-    ]
-    kernels, data, body = set(), [], []
-    for i, layer in enumerate(art.layers):
-        v, rp, ci = _csr(layer)
-        tag = f"{_C_TYPES[ci.dtype][:-2]}_{_C_TYPES[rp.dtype][:-2]}"
-        kernels.add((tag, _C_TYPES[rp.dtype], _C_TYPES[ci.dtype]))
-        data.append(
-            f"/* layer {i}: {layer.name} {layer.kind} {list(layer.codes.shape)}, nnz {layer.nnz} */\n"
-        )
-        data.append(_array("int8_t", f"L{i}_v", v))
-        data.append(_array(_C_TYPES[rp.dtype], f"L{i}_rp", rp))
-        data.append(_array(_C_TYPES[ci.dtype], f"L{i}_ci", ci))
-        data.append(_array("float", f"L{i}_s", layer.scale, _flt, 6))
-        data.append(_array("float", f"L{i}_b", layer.bias, _flt, 6))
-    # slot buffers for residual adds: first free one, sized to the largest use
-    slot_buf, free, slot_sizes = {}, [], []
-    for op, shape in zip(art.ops, shapes[:-1], strict=True):
-        if op["op"] == "save":
-            k = free.pop() if free else len(slot_sizes)
-            if k == len(slot_sizes):
-                slot_sizes.append(0)
-            slot_sizes[k] = max(slot_sizes[k], size(shape))
-            slot_buf[op["slot"]] = k
-        elif op["op"] == "add":
-            free.append(slot_buf[op["slot"]])
-    bufs = [f"static float buf0[{max_act}], buf1[{max_act}];\n"]
-    bufs += [f"static float slot{k}[{n}];\n" for k, n in enumerate(slot_sizes)]
-    # straight-line forward
-    c, h, w = (art.obs["shape"] + [1, 1])[:3] if len(art.obs["shape"]) == 3 else (0, 0, 0)
-    div = f" / {_flt(art.obs['divide'])}" if art.obs.get("divide") else ""
-    if art.obs.get("layout") == "HWC":
-        body.append(
-            f"    {{ int ch, i; for (ch = 0; ch < {c}; ++ch) for (i = 0; i < {h * w}; ++i)\n"
-            f"        x[ch * {h * w} + i] = obs[i * {c} + ch]{div}; }}\n"
-        )
-    else:
-        body.append(f"    {{ int i; for (i = 0; i < {obs_size}; ++i) x[i] = obs[i]{div}; }}\n")
-    for op, s_in, s_out in zip(art.ops, shapes[:-1], shapes[1:], strict=True):
-        kind, n = op["op"], size(s_out)
-        if kind == "linear":
-            i = op["layer"]
-            layer = art.layers[i]
-            tag = _tag(layer)
-            body.append(f"    lin_{tag}(x, y, {layer.rows}, L{i}_v, L{i}_rp, L{i}_ci, L{i}_s, "
-                        f"{int(layer.scale.size > 1)}, L{i}_b); SWAP;\n")  # fmt: skip
-        elif kind == "conv2d":
-            i = op["layer"]
-            layer = art.layers[i]
-            kh, kw = layer.codes.shape[2:]
-            (sh, sw), (ph, pw) = op["stride"], op["padding"]
-            body.append(
-                f"    conv_{_tag(layer)}(x, {s_in[0]}, {s_in[1]}, {s_in[2]}, y, {s_out[0]}, {s_out[1]}, "
-                f"{s_out[2]}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw}, L{i}_v, L{i}_rp, L{i}_ci, "
-                f"L{i}_s, L{i}_b); SWAP;\n"
+        helpers = []
+        for name in sorted(self.helpers):
+            if name.startswith("code"):
+                helpers.append(_unpack_helper(int(name[4:])))
+            elif name.startswith("maxpool_"):
+                t = name[-1]
+                helpers.append(_MAXPOOL.format(t=t, T="float" if t == "f" else "int8_t",
+                                               low="-INFINITY" if t == "f" else "-128"))  # fmt: skip
+            elif name != "tanh":
+                helpers.append(_HELPERS[name])
+        needs_math = art.algo == "sac" or "maxpool_f" in self.helpers
+        parts = [
+            f"/* nnc4rl {art.algo.upper()} policy ({art.info.get('source', 'artifact')}): "
+            f"{len(art.layers)} layers, sparsity {art.sparsity():.4f}, int{art.bits} weights, "
+            f"{mode}. */\n#include \"{header_name}\"\n"
+            + ("#include <math.h>\n" if needs_math else "") + "#include <stdint.h>\n\n",
+            *helpers, "\n", *self.data, "\n", *self.buffers, "\n", *self.funcs, "\n",
+        ]  # fmt: skip
+        if self.integer:
+            parts.append(f"void {p}_accumulators(const {obs_t} *obs, int32_t *acc)\n{{\n")
+            parts.append(self._input())
+            parts += self.body
+            lp = self.plan.ops[art.output_op]
+            parts.append("}\n\n")
+            parts.append(_array("float", "OUT_SCALE", lp.out_scale, _flt, 6))
+            squash = "tanhf((float)acc[i] * OUT_SCALE[i])" if art.algo == "sac" else (
+                "(float)acc[i] * OUT_SCALE[i]")  # fmt: skip
+            parts.append(
+                f"\nint {p}_forward(const {obs_t} *obs, float *out)\n{{\n"
+                f"    int32_t acc[{n_out}];\n    int i;\n    {p}_accumulators(obs, acc);\n"
+                f"    for (i = 0; i < {n_out}; ++i) out[i] = {squash};\n    return 0;\n}}\n\n"
             )
-        elif kind == "maxpool":
-            (kh, kw), (sh, sw), (ph, pw) = op["kernel"], op["stride"], op["padding"]
-            body.append(
-                f"    maxpool_(x, {s_in[0]}, {s_in[1]}, {s_in[2]}, y, {s_out[1]}, {s_out[2]}, "
-                f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}); SWAP;\n"
+        else:
+            parts.append(f"int {p}_forward(const float *obs, float *out)\n{{\n    int i;\n")
+            parts.append(self._input())
+            parts += self.body
+            parts.append(f"    for (i = 0; i < {n_out}; ++i) out[i] = {self.out_loc}[i];\n"
+                         "    return 0;\n}\n\n")  # fmt: skip
+        if discrete:
+            parts.append(
+                f"int {p}_act(const {obs_t} *obs, float *action)\n{{\n"
+                f"    float q[{n_out}];\n    int i, best = 0;\n    {p}_forward(obs, q);\n"
+                f"    for (i = 1; i < {n_out}; ++i) if (q[i] > q[best]) best = i;\n"
+                "    action[0] = (float)best;\n    return best;\n}\n"
             )
-        elif kind == "relu":
-            body.append(f"    relu_(x, {n});\n")
-        elif kind == "tanh":
-            body.append(f"    tanh_(x, {n});\n")
-        elif kind == "save":
-            body.append(f"    copy_(slot{slot_buf[op['slot']]}, x, {n});\n")
-        elif kind == "add":
-            body.append(f"    add_(x, slot{slot_buf[op['slot']]}, {n});\n")
-        # flatten: CHW is already the row-major order torch flattens
-    parts.append(_COMMON)
-    for tag, rt, ct in sorted(kernels):
-        parts.append(_KERNELS.format(tag=tag, rt=rt, ct=ct))
-    parts.append("\n")
-    parts += data
-    parts.append("\n")
-    parts += bufs
-    parts.append(
-        "\n#define SWAP do { float *t_ = x; x = y; y = t_; } while (0)\n\n"
-        "int nnc4rl_policy_forward(const float *obs, float *out)\n{\n"
-        "    float *x = buf0, *y = buf1;\n"
-    )
-    parts += body
-    parts.append(f"    copy_(out, x, {n_out});\n    (void)y;\n    return 0;\n}}\n\n")
-    if discrete:
-        parts.append(
-            "int nnc4rl_policy_act(const float *obs, float *action)\n{\n"
-            f"    float q[{n_out}];\n    int i, best = 0;\n    nnc4rl_policy_forward(obs, q);\n"
-            f"    for (i = 1; i < {n_out}; ++i) if (q[i] > q[best]) best = i;\n"
-            "    action[0] = (float)best;\n    return best;\n}\n"
-        )
-    else:
-        low = np.asarray(art.head["low"], np.float32)
-        rng = (np.asarray(art.head["high"], np.float32) - low).astype(np.float32)
-        parts.append(_array("float", "ACTION_LOW", low, _flt, 6))
-        parts.append(_array("float", "ACTION_RANGE", rng, _flt, 6))
-        parts.append(
-            "\nint nnc4rl_policy_act(const float *obs, float *action)\n{\n"
-            f"    float a[{n_out}];\n    int i;\n    nnc4rl_policy_forward(obs, a);\n"
-            f"    for (i = 0; i < {n_out}; ++i)\n"
-            "        action[i] = ACTION_LOW[i] + (0.5f * (a[i] + 1.0f)) * ACTION_RANGE[i];\n"
-            "    return 0;\n}\n"
-        )
-    return "".join(parts), header
+        else:
+            low = np.asarray(art.head["low"], np.float32)
+            rng = (np.asarray(art.head["high"], np.float32) - low).astype(np.float32)
+            parts.append(_array("float", "ACTION_LOW", low, _flt, 6))
+            parts.append(_array("float", "ACTION_RANGE", rng, _flt, 6))
+            parts.append(
+                f"\nint {p}_act(const {obs_t} *obs, float *action)\n{{\n"
+                f"    float a[{n_out}];\n    int i;\n    {p}_forward(obs, a);\n"
+                f"    for (i = 0; i < {n_out}; ++i)\n"
+                "        action[i] = ACTION_LOW[i] + (0.5f * (a[i] + 1.0f)) * ACTION_RANGE[i];\n"
+                "    return 0;\n}\n"
+            )
+        return "".join(parts), header
 
 
-def _tag(layer: Layer) -> str:
-    _, rp, ci = _csr(layer)
-    return f"{_C_TYPES[ci.dtype][:-2]}_{_C_TYPES[rp.dtype][:-2]}"
+def c_source(
+    art: Artifact, header_name: str = "policy.h", prefix: str = DEFAULT_PREFIX,
+    integer: bool = False, encoding: str | None = None,
+) -> tuple[str, str]:  # fmt: skip
+    """The ``(source, header)`` texts of ``art``.
+
+    :param prefix: prefix of the public symbols and macros (a C identifier).
+    :param integer: the full-integer path (the artifact must be calibrated).
+    :param encoding: force one storage encoding for every layer (benchmarks: ``dense`` is the
+        dense code of the same network); default: each layer's smallest.
+    """
+    return _Gen(art, prefix, integer, encoding).source(header_name)
 
 
-def save_c(art: Artifact, path: str | Path) -> tuple[Path, Path]:
-    """Write ``PATH.c`` and ``PATH.h`` (``path`` must end in ``.c``); returns both paths."""
+def save_c(
+    art: Artifact, path: str | Path, prefix: str = DEFAULT_PREFIX, integer: bool = False,
+    encoding: str | None = None,
+) -> tuple[Path, Path]:  # fmt: skip
+    """Write ``PATH.c`` and ``PATH.h`` (``path`` must end in ``.c``), each atomically; returns
+    both paths."""
     path = Path(path)
     if path.suffix != ".c":
         raise ArtifactError(
             f"--out {str(path)!r} is invalid for --format c: give a path ending in .c"
         )
     header_path = path.with_suffix(".h")
-    source, header = c_source(art, header_path.name)
+    source, header = c_source(art, header_path.name, prefix, integer, encoding)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(source)
-    header_path.write_text(header)
+    write_atomic(header_path, header)
+    write_atomic(path, source)
     return path, header_path
 
 
@@ -297,14 +534,17 @@ def compiler() -> str:
     raise ArtifactError("no C compiler found: set CC or install gcc")
 
 
-C_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-pedantic"]
+STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+C_FLAGS = [*STRICT_FLAGS, "-O2", "-ffp-contract=off"]
 
 
-def compile_shared(c_path: str | Path, so_path: str | Path) -> Path:
+def compile_shared(c_path: str | Path, so_path: str | Path, cc: str | None = None) -> Path:
     """Compile the exported source into a shared library (for tests and benchmarks)."""
     so_path = Path(so_path)
-    cmd = [compiler(), *C_FLAGS, "-shared", "-fPIC", "-o", str(so_path), str(c_path), "-lm"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    cmd = [cc or compiler(), *C_FLAGS, "-shared", "-fPIC", "-o", str(so_path), str(c_path), "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ArtifactError(f"{cmd[0]} failed on {c_path}: {res.stderr.strip().splitlines()[:1]}")
     return so_path
 
 
@@ -312,7 +552,7 @@ def footprint(c_path: str | Path, opt: str = "-Os") -> dict[str, int]:
     """Flash and static RAM of the compiled policy (host ``size`` of an ``-Os`` object file).
 
     ``flash`` = text (code + const weights) + data; ``ram`` = data + bss (activation buffers);
-    the stack adds a few hundred bytes (the output array of ``nnc4rl_policy_act``).
+    the stack adds a few hundred bytes (the output array of ``PREFIX_act``).
     """
     with tempfile.TemporaryDirectory() as tmp:
         obj = Path(tmp) / "policy.o"
@@ -324,33 +564,61 @@ def footprint(c_path: str | Path, opt: str = "-Os") -> dict[str, int]:
 
 
 class CPolicy(Policy):
-    """The compiled C policy (a shared library built by :func:`compile_shared`) via ctypes."""
+    """The compiled C policy (a shared library built by :func:`compile_shared`) via ctypes.
 
-    def __init__(self, art: Artifact, so_path: str | Path):
+    :param integer: the library was exported with the full-integer path.
+    """
+
+    def __init__(self, art: Artifact, so_path: str | Path, prefix: str = DEFAULT_PREFIX,
+                 integer: bool = False):  # fmt: skip
         self.lib = ctypes.CDLL(str(Path(so_path).resolve()))
+        self.integer = integer
         f32p = ctypes.POINTER(ctypes.c_float)
-        for fn in (self.lib.nnc4rl_policy_forward, self.lib.nnc4rl_policy_act):
-            fn.argtypes, fn.restype = [f32p, f32p], ctypes.c_int
+        self._obs_dtype = np.uint8 if (integer and art.image) else np.float32
+        in_p = ctypes.POINTER(ctypes.c_uint8 if self._obs_dtype == np.uint8 else ctypes.c_float)
+        self._in_p = in_p
+        self._forward, self._act = (
+            getattr(self.lib, f"{prefix}_forward"),
+            getattr(self.lib, f"{prefix}_act"),
+        )
+        for fn in (self._forward, self._act):
+            fn.argtypes, fn.restype = [in_p, f32p], ctypes.c_int
+        if integer:
+            self._acc = getattr(self.lib, f"{prefix}_accumulators")
+            self._acc.argtypes = [in_p, ctypes.POINTER(ctypes.c_int32)]
+            self._acc.restype = None
         n_out = art.n_outputs
 
         def outputs(obs: np.ndarray) -> np.ndarray:
-            obs = np.ascontiguousarray(obs, np.float32).reshape(len(obs), -1)
+            obs = self._rows(obs)
             out = np.empty((len(obs), n_out), np.float32)
             for i in range(len(obs)):
-                self.lib.nnc4rl_policy_forward(
-                    obs[i].ctypes.data_as(f32p), out[i].ctypes.data_as(f32p)
-                )
+                self._forward(obs[i].ctypes.data_as(in_p), out[i].ctypes.data_as(f32p))
             return out
 
         super().__init__(art, outputs)
 
+    def _rows(self, obs: np.ndarray) -> np.ndarray:
+        # the env's float64 observations are cast to float32 (the C interface type)
+        return np.ascontiguousarray(obs, self._obs_dtype).reshape(len(obs), -1)
+
+    def accumulators(self, obs: np.ndarray) -> np.ndarray:
+        """The output layer's int32 accumulators (integer path only)."""
+        obs, _ = self._batch(obs)
+        obs = self._rows(obs)
+        acc = np.empty((len(obs), self.artifact.n_outputs), np.int32)
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        for i in range(len(obs)):
+            self._acc(obs[i].ctypes.data_as(self._in_p), acc[i].ctypes.data_as(i32p))
+        return acc
+
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        """Actions from ``nnc4rl_policy_act`` (argmax / rescaling done in C)."""
+        """Actions from ``PREFIX_act`` (argmax / rescaling done in C)."""
         obs, single = self._batch(observation)
-        obs = np.ascontiguousarray(obs, np.float32).reshape(len(obs), -1)
+        obs = self._rows(obs)
         act = np.empty((len(obs), self.artifact.action_size), np.float32)
         f32p = ctypes.POINTER(ctypes.c_float)
         for i in range(len(obs)):
-            self.lib.nnc4rl_policy_act(obs[i].ctypes.data_as(f32p), act[i].ctypes.data_as(f32p))
+            self._act(obs[i].ctypes.data_as(self._in_p), act[i].ctypes.data_as(f32p))
         actions = act[:, 0].astype(np.int64) if self.artifact.head["kind"] == "argmax" else act
         return (actions[0] if single else actions), None

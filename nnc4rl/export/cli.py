@@ -9,43 +9,76 @@ FORMATS = ("npz", "onnx", "c")
 
 def register(subparsers) -> None:
     """Add the ``export`` subcommand to the ``nnc4rl`` parser."""
+    from nnc4rl.cli import positive_int
+
     p = subparsers.add_parser(
         "export",
         help="export a compressed policy (npz artifact, ONNX QDQ, or C99 source)",
-        description="Export the compressed SAC actor / DQN Q-network of a run folder, model.zip "
-        "or artifact .npz. The model must be quantized (trained with --quantize): its weights "
-        "must lie on a symmetric int grid. Format: nnc4rl/export/FORMAT.md.",
+        description="Export the compressed SAC actor / DQN Q-network of a run folder (model.zip "
+        "or a run-store policy.npz inside), model.zip or artifact .npz. The model must be "
+        "quantized (trained with --quantize): its weights must lie on a symmetric int grid. "
+        "Format: nnc4rl/export/FORMAT.md.",
     )
     p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="run folder, model.zip or .npz")
     p.add_argument("--format", required=True, choices=FORMATS, help="npz, onnx or c")
     p.add_argument("--out", required=True, help="output file (for c: PATH.c, and PATH.h beside)")
     p.add_argument("--bits", type=int, default=None, choices=range(2, 9), metavar="B",
                    help="grid bit width (default: from summary.json, else detected)")  # fmt: skip
+    p.add_argument("--integer", action="store_true",
+                   help="full-integer path: int8 activations calibrated on the policy's own "
+                   "evaluation episodes (npz: stores the scales; c: int8/int32 code)")  # fmt: skip
+    p.add_argument("--calibration-episodes", type=positive_int, default=3, metavar="N",
+                   help="paired evaluation episodes played to calibrate (default 3)")  # fmt: skip
+    p.add_argument("--env", default=None, help="env id (default: the run's summary.json)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the run's seed, for the evaluation seeds (default: the run's)")  # fmt: skip
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="C symbol prefix (default nnc4rl_policy), so policies link together",
+    )
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from nnc4rl.export import artifact_from_path, save_artifact
-    from nnc4rl.export.artifact import ArtifactError
+    from nnc4rl.export.c_export import DEFAULT_PREFIX, check_prefix
+    from nnc4rl.export.model import ArtifactError
 
     if args.format not in FORMATS:
         raise ArtifactError(
             f"format={args.format!r} is invalid: choose one of {', '.join(FORMATS)}"
         )
+    if args.prefix is not None and args.format != "c":
+        raise ArtifactError("--prefix only applies to --format c")
+    if args.integer and args.format == "onnx":
+        raise ArtifactError("--integer is not available for --format onnx: use npz or c")
+    prefix = check_prefix(args.prefix or DEFAULT_PREFIX)
     art = artifact_from_path(args.source, args.bits)
-    if args.format == "npz":
-        written = [(args.out, save_artifact(art, args.out))]
-    elif args.format == "onnx":
-        from nnc4rl.export.onnx_export import save_onnx
+    if args.integer and art.integer is None:
+        from nnc4rl.export.closed_loop import calibrate_on_evaluation
 
-        written = [(args.out, save_onnx(art, args.out))]
-    else:
-        from nnc4rl.export.c_export import save_c
+        art = calibrate_on_evaluation(art, args.calibration_episodes, args.env, args.seed)
+    try:
+        if args.format == "npz":
+            written = [(args.out, save_artifact(art, args.out))]
+        elif args.format == "onnx":
+            from nnc4rl.export.onnx_export import save_onnx
 
-        written = [(str(p), p.stat().st_size) for p in save_c(art, args.out)]
+            written = [(args.out, save_onnx(art, args.out))]
+        else:
+            from nnc4rl.export.c_export import save_c
+
+            paths = save_c(art, args.out, prefix=prefix, integer=args.integer)
+            written = [(str(p), p.stat().st_size) for p in paths]
+    except OSError as err:
+        raise ArtifactError(
+            f"cannot write --out {args.out!r}: {err.strerror or type(err).__name__}"
+        ) from None
     nnz, numel = sum(la.nnz for la in art.layers), sum(la.codes.size for la in art.layers)
+    path = "full-integer (int8 activations)" if args.integer else "fp32 activations"
     print(
-        f"{art.algo.upper()} policy: {len(art.layers)} layers, int{art.bits}, "
+        f"{art.algo.upper()} policy: {len(art.layers)} layers, int{art.bits} weights, {path}, "
         f"{nnz}/{numel} non-zero weights (sparsity {art.sparsity():.4f})"
     )
     for path, n in written:

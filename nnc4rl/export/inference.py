@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nnc4rl.export.artifact import Artifact, ArtifactError, Layer
+from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 
 def _windows(x: np.ndarray, kernel, stride, padding, fill: float) -> np.ndarray:
@@ -31,20 +31,25 @@ def linear(x: np.ndarray, layer: Layer) -> np.ndarray:
     return (acc * layer.scale + layer.bias).astype(np.float32)
 
 
+def conv_columns(x: np.ndarray, layer: Layer, stride, padding, fill=0.0):
+    """im2col: ``(N, C, H, W)`` -> ``((N*OH*OW, C*kh*kw) columns, (N, OH, OW))``."""
+    _, c_in, kh, kw = layer.codes.shape
+    win = _windows(x, (kh, kw), stride, padding, fill)  # (N, C, OH, OW, kh, kw)
+    n, _, oh, ow = win.shape[:4]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c_in * kh * kw), (n, oh, ow)
+
+
 def conv2d(x: np.ndarray, layer: Layer, stride, padding) -> np.ndarray:
     """``(N, C, H, W)`` fp32 -> ``(N, O, OH, OW)``; per-output-channel scales."""
-    n_out, c_in, kh, kw = layer.codes.shape
-    win = _windows(x, (kh, kw), stride, padding, 0.0)  # (N, C, OH, OW, kh, kw)
-    n, _, oh, ow = win.shape[:4]
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c_in * kh * kw)
+    cols, (n, oh, ow) = conv_columns(x, layer, stride, padding)
     acc = cols @ layer.matrix.astype(np.float32).T  # (N*OH*OW, O)
-    scale = np.broadcast_to(layer.scale, (n_out,))
-    y = acc * scale + layer.bias
-    return np.ascontiguousarray(y.reshape(n, oh, ow, n_out).transpose(0, 3, 1, 2), np.float32)
+    y = acc * layer.channel_scale() + layer.bias
+    return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2), np.float32)
 
 
-def maxpool(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
-    return _windows(x, kernel, stride, padding, -np.inf).max(axis=(4, 5))
+def maxpool(x: np.ndarray, kernel, stride, padding, fill=-np.inf) -> np.ndarray:
+    """Max over windows; the padding (``fill``) never wins."""
+    return _windows(x, kernel, stride, padding, fill).max(axis=(4, 5))
 
 
 def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
@@ -66,6 +71,29 @@ def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
     return x
 
 
+def run_op(art: Artifact, op: dict, x: np.ndarray, slots: dict[str, np.ndarray]) -> np.ndarray:
+    """One op of the fp32 (weight-only) graph on the batch ``x``; ``save`` fills ``slots``."""
+    kind = op["op"]
+    if kind == "linear":
+        return linear(x, art.layers[op["layer"]])
+    if kind == "conv2d":
+        return conv2d(x, art.layers[op["layer"]], op["stride"], op["padding"])
+    if kind == "relu":
+        return np.maximum(x, np.float32(0))
+    if kind == "tanh":
+        return np.tanh(x)
+    if kind == "flatten":
+        return x.reshape(x.shape[0], -1)
+    if kind == "maxpool":
+        return maxpool(x, op["kernel"], op["stride"], op["padding"])
+    if kind == "save":
+        slots[op["slot"]] = x
+        return x
+    if kind == "add":
+        return x + slots[op["slot"]]
+    raise ArtifactError(f"unknown op {kind!r}")
+
+
 def forward(art: Artifact, x: np.ndarray) -> np.ndarray:
     """Run the graph on preprocessed inputs ``(N, *obs.shape)``: returns ``(N, n_outputs)``.
 
@@ -73,23 +101,7 @@ def forward(art: Artifact, x: np.ndarray) -> np.ndarray:
     """
     slots: dict[str, np.ndarray] = {}
     for op in art.ops:
-        kind = op["op"]
-        if kind == "linear":
-            x = linear(x, art.layers[op["layer"]])
-        elif kind == "conv2d":
-            x = conv2d(x, art.layers[op["layer"]], op["stride"], op["padding"])
-        elif kind == "relu":
-            x = np.maximum(x, np.float32(0))
-        elif kind == "tanh":
-            x = np.tanh(x)
-        elif kind == "flatten":
-            x = x.reshape(x.shape[0], -1)
-        elif kind == "maxpool":
-            x = maxpool(x, op["kernel"], op["stride"], op["padding"])
-        elif kind == "save":
-            slots[op["slot"]] = x
-        elif kind == "add":
-            x = x + slots[op["slot"]]
+        x = run_op(art, op, x, slots)
     return x
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc4rl.export.artifact import Artifact, ArtifactError
 from nnc4rl.export.inference import Policy
+from nnc4rl.export.model import Artifact, ArtifactError
 
 OPSET = 17
 IR_VERSION = 8
@@ -130,12 +130,12 @@ def to_onnx(art: Artifact):
 
 def save_onnx(art: Artifact, path: str | Path) -> int:
     """Write the ONNX model of ``art`` to ``path``; returns the bytes written."""
-    import onnx
+
+    from nnc4rl.atomic import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(to_onnx(art), path)
-    return path.stat().st_size
+    return write_atomic(path, to_onnx(art).SerializeToString())
 
 
 class OnnxPolicy(Policy):

@@ -1,0 +1,98 @@
+"""Closed-loop checks of an exported policy: the run's paired evaluation episodes.
+
+Episode ``i`` of a run's evaluation resets the evaluation env with seed
+:func:`evaluation_seeds` ``(seed, episodes)[i]`` (``seed + 10_000 + i``), so the trained network,
+its weight-only export and its full-integer export all play the same episodes, and their returns
+can be compared episode by episode. The same episodes supply the observations the integer
+path's activation scales are calibrated on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nnc4rl.export.model import Artifact, ArtifactError
+
+EVAL_SEED_OFFSET = 10_000
+
+
+def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """Reset seeds of a run's paired evaluation episodes (the runner's, where it has them)."""
+    try:
+        from nnc4rl.runner import evaluation_seeds as runner_seeds
+    except ImportError:
+        return [seed + EVAL_SEED_OFFSET + i for i in range(episodes)]
+    return list(runner_seeds(seed, episodes))
+
+
+def _spec(art: Artifact, env: str | None, seed: int | None):
+    from nnc4rl.runner import RunSpec
+
+    env = env or art.info.get("env")
+    if env is None:
+        raise ArtifactError(
+            "the env id is unknown (the source is not a run folder): give --env ENV_ID"
+        )
+    seed = int(seed if seed is not None else art.info.get("seed", 0))
+    return RunSpec(algo=art.algo, env=env, steps=1, seed=seed, arch=art.info.get("arch"))
+
+
+def play(
+    policy, art: Artifact, episodes: int, env: str | None = None, seed: int | None = None,
+    record: bool = False, max_steps: int = 100_000,
+) -> dict[str, Any]:  # fmt: skip
+    """Play the paired evaluation episodes with ``policy`` (anything with SB3's ``predict``).
+
+    :param env: gymnasium id (default: the artifact's ``info.env``).
+    :param seed: the run's seed (default: ``info.seed``, else 0).
+    :param record: also return every observation seen, ``(N, *obs_env_shape)``.
+    :returns: ``returns`` and ``lengths`` per episode, ``seeds``, and ``observations``.
+    """
+    from nnc4rl.runner import make_envs
+
+    spec = _spec(art, env, seed)
+    seeds = evaluation_seeds(spec.seed, episodes)
+    _, venv = make_envs(spec)
+    returns, lengths, seen = [], [], []
+    try:
+        for s in seeds:
+            venv.seed(s)
+            obs, total, steps, done = venv.reset(), 0.0, 0, False
+            while not done and steps < max_steps:
+                if record:
+                    seen.append(obs[0].copy())
+                action, _ = policy.predict(obs, deterministic=True)
+                obs, reward, dones, _ = venv.step(np.asarray(action).reshape(1, -1)
+                                                  if art.algo == "sac" else np.asarray(action).reshape(1))  # fmt: skip
+                total, steps, done = total + float(reward[0]), steps + 1, bool(dones[0])
+            returns.append(total)
+            lengths.append(steps)
+    finally:
+        venv.close()
+    out = {"returns": returns, "lengths": lengths, "seeds": seeds, "env": spec.env}
+    if record:
+        out["observations"] = np.stack(seen)
+    return out
+
+
+def calibrate_on_evaluation(
+    art: Artifact, episodes: int = 3, env: str | None = None, seed: int | None = None,
+    max_observations: int = 4096,
+) -> Artifact:  # fmt: skip
+    """Calibrate the integer path on observations from the trained network's own paired
+    evaluation episodes (the weight-only artifact plays them; it computes what was trained).
+
+    :param max_observations: an evenly spaced subset of at most this many is used.
+    """
+    from nnc4rl.export.inference import ArtifactPolicy
+    from nnc4rl.export.integer import calibrate
+
+    run = play(ArtifactPolicy(art), art, episodes, env, seed, record=True)
+    obs = run["observations"]
+    if len(obs) > max_observations:
+        obs = obs[np.linspace(0, len(obs) - 1, max_observations).astype(int)]
+    provenance = {"env": run["env"], "episodes": episodes, "seeds": run["seeds"],
+                  "steps": int(sum(run["lengths"]))}  # fmt: skip
+    return calibrate(art, obs, provenance)

@@ -1,0 +1,270 @@
+"""Building an artifact from a trained SB3 model (FORMAT.md "What can be exported").
+
+The SB3 network is walked module by module (:class:`_Tracer`); every Linear / Conv2d weight must
+already lie on a symmetric b-bit grid (the model was trained with ``--quantize``), and its codes
+and scale are recovered exactly (:func:`grid_codes`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnc4rl.export.model import Artifact, ArtifactError, Layer
+from nnc4rl.quant import qmax, weight_scale
+
+GRID_TOLERANCE = 1e-3  # largest distance of w / scale from an integer that counts as "on grid"
+
+
+def grid_codes(weight: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Recover ``(codes int8, scale float32)`` of a weight already on a ``bits``-bit grid.
+
+    The scale is :func:`nnc4rl.quant.weight_scale` (``max|w| / qmax`` per tensor or per output
+    channel, as in training); raises :class:`ArtifactError` if some ``w / scale`` is more than
+    ``GRID_TOLERANCE`` from an integer. Among the float32 neighbours of the scale, one for which
+    ``codes * scale`` reproduces the weight bit for bit is preferred.
+    """
+    import torch
+
+    w = np.asarray(weight, dtype=np.float32)
+    rows = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
+    scale = weight_scale(torch.from_numpy(rows.copy()), bits, per_channel)
+    scale = scale.reshape(-1).numpy().astype(np.float32).copy()
+    exact = rows.astype(np.float64) / scale.astype(np.float64)[:, None]
+    codes = np.rint(exact)
+    off = float(np.abs(exact - codes).max()) if exact.size else 0.0
+    if off > GRID_TOLERANCE or np.abs(codes).max(initial=0) > qmax(bits):
+        raise ArtifactError(f"off-grid by {off:.3g} at {bits} bits")
+    codes = codes.astype(np.int8)
+    for r in range(rows.shape[0]):  # prefer a scale that reproduces the weights exactly
+        for cand in (scale[r], *_neighbours(scale[r])):
+            if np.array_equal(codes[r].astype(np.float32) * cand, rows[r]):
+                scale[r] = cand
+                break
+    return codes.reshape(w.shape), scale
+
+
+def _neighbours(x: np.float32, n: int = 3) -> list[np.float32]:
+    out, up, down = [], x, x
+    for _ in range(n):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+        out += [up, down]
+    return out
+
+
+class _Tracer:
+    """Turns the modules of an SB3 network into artifact ops and layers (forward order)."""
+
+    def __init__(self, root, bits_candidates: list[int]):
+        self.names = {id(m): n for n, m in root.named_modules()}
+        self.bits_candidates = bits_candidates
+        self.layers: list[Layer] = []
+        self.ops: list[dict[str, Any]] = []
+        self._slot = 0
+
+    def _add_layer(self, module, kind: str) -> int:
+        name = self.names.get(id(module), type(module).__name__)
+        w = module.weight.detach().cpu().float().numpy()
+        b = module.bias
+        bias = (
+            b.detach().cpu().float().numpy() if b is not None else np.zeros(w.shape[0], np.float32)
+        )
+        per_channel = kind == "conv2d"
+        errors = []
+        for bits in self.bits_candidates:
+            try:
+                codes, scale = grid_codes(w, bits, per_channel)
+                break
+            except ArtifactError as err:
+                errors.append(str(err))
+        else:
+            tried = ", ".join(str(b) for b in self.bits_candidates)
+            raise ArtifactError(
+                f"layer {name} is not quantized (weights are not on a {tried}-bit grid: "
+                f"{errors[0]}); only models trained with --quantize can be exported"
+            )
+        self.layers.append(Layer(name, kind, codes, scale, bias.astype(np.float32), bits))
+        return len(self.layers) - 1
+
+    def _conv(self, m) -> None:
+        if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+            raise ArtifactError(
+                f"conv {self.names.get(id(m))}: groups/dilation/padding mode unsupported"
+            )
+        if isinstance(m.padding, str):
+            raise ArtifactError(f"conv {self.names.get(id(m))}: string padding is unsupported")
+        layer = self._add_layer(m, "conv2d")
+        self.ops.append(
+            {"op": "conv2d", "layer": layer, "stride": list(m.stride), "padding": list(m.padding)}
+        )
+
+    def _maxpool(self, m) -> None:
+        if m.ceil_mode or m.dilation not in (1, (1, 1)):
+            raise ArtifactError("MaxPool2d with ceil_mode or dilation is unsupported")
+
+        def pair(v):
+            return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+        self.ops.append({"op": "maxpool", "kernel": pair(m.kernel_size), "stride": pair(m.stride),
+                         "padding": pair(m.padding)})  # fmt: skip
+
+    def _residual(self, m) -> None:  # nnc4rl.networks: x + conv1(relu(conv0(relu(x))))
+        slot = f"r{self._slot}"
+        self._slot += 1
+        self.ops += [{"op": "save", "slot": slot}, {"op": "relu"}]
+        self.visit(m.conv0)
+        self.ops.append({"op": "relu"})
+        self.visit(m.conv1)
+        self.ops.append({"op": "add", "slot": slot})
+
+    def visit(self, m) -> None:
+        from torch import nn
+
+        from nnc4rl.networks import ImpalaCNN, ImpalaStage, ResidualBlock
+
+        simple = {nn.ReLU: "relu", nn.Tanh: "tanh"}
+        if isinstance(m, nn.Sequential):
+            for child in m:
+                self.visit(child)
+        elif isinstance(m, nn.Linear):
+            self.ops.append({"op": "linear", "layer": self._add_layer(m, "linear")})
+        elif isinstance(m, nn.Conv2d):
+            self._conv(m)
+        elif type(m) in simple:
+            self.ops.append({"op": simple[type(m)]})
+        elif isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                raise ArtifactError("only Flatten(start_dim=1) is supported")
+            self.ops.append({"op": "flatten"})
+        elif isinstance(m, nn.MaxPool2d):
+            self._maxpool(m)
+        elif isinstance(m, ResidualBlock):
+            self._residual(m)
+        elif isinstance(m, ImpalaStage):  # conv -> maxpool -> res0 -> res1
+            for child in (m.conv, m.pool, m.res0, m.res1):
+                self.visit(child)
+        elif isinstance(m, ImpalaCNN) or type(m).__name__ == "NatureCNN":
+            self.visit(m.cnn)  # cnn Sequential then linear Sequential
+            self.visit(m.linear)
+        elif type(m).__name__ == "FlattenExtractor":
+            self.ops.append({"op": "flatten"})
+        else:
+            raise ArtifactError(
+                f"module {type(m).__name__} ({self.names.get(id(m))}) is not supported by export"
+            )
+
+
+def artifact_from_sb3(model, bits: int | None = None, info: dict | None = None) -> Artifact:
+    """Build the artifact of a trained, quantized SB3 ``SAC`` (actor) or ``DQN`` (Q-network).
+
+    :param bits: the grid's bit width; ``None`` tries 8, 7, ..., 2 and takes the first grid that
+        holds every weight of a layer.
+    :raises ArtifactError: if a weight is not on the grid (the model was not quantized) or the
+        network has a module export does not know.
+    """
+    from gymnasium import spaces
+    from stable_baselines3 import DQN, SAC
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    candidates = [bits] if bits is not None else list(range(8, 1, -1))
+    policy = model.policy
+    space = policy.observation_space
+    if not isinstance(space, spaces.Box):
+        raise ArtifactError(f"observation space {space} is unsupported: a Box is required")
+    image = is_image_space(space) and len(space.shape) == 3
+    if image and not policy.normalize_images:
+        raise ArtifactError("image observations without normalize_images are unsupported")
+    dtype = np.dtype(space.dtype).name
+    if dtype not in ("float32", "float64", "uint8") or (dtype == "uint8") != image:
+        raise ArtifactError(f"observation dtype {dtype} is unsupported")
+    obs = {"shape": list(space.shape), "dtype": dtype, "layout": "HWC" if image else None,
+           "divide": 255.0 if image else None}  # fmt: skip
+    if isinstance(model, SAC):
+        actor = policy.actor
+        if actor.use_sde:
+            raise ArtifactError("SAC with gSDE (use_sde=True) is unsupported")
+        tracer = _Tracer(actor, candidates)
+        for part in (actor.features_extractor, actor.latent_pi, actor.mu):
+            tracer.visit(part)
+        tracer.ops.append({"op": "tanh"})
+        low, high = model.action_space.low, model.action_space.high
+        head = {"kind": "box", "low": low.astype(np.float32).tolist(),
+                "high": high.astype(np.float32).tolist()}  # fmt: skip
+        algo = "sac"
+    elif isinstance(model, DQN):
+        q_net = policy.q_net
+        tracer = _Tracer(q_net, candidates)
+        tracer.visit(q_net.features_extractor)
+        tracer.visit(q_net.q_net)
+        head = {"kind": "argmax", "n": int(model.action_space.n)}
+        algo = "dqn"
+    else:
+        raise ArtifactError(f"model type {type(model).__name__} is unsupported: use SAC or DQN")
+    if not tracer.layers:
+        raise ArtifactError("the network has no Linear/Conv2d layer")
+    art = Artifact(algo, tracer.layers, tracer.ops, obs, head, dict(info or {}))
+    art.check()
+    art.info.setdefault("sparsity", round(art.sparsity(), 6))
+    art.info.setdefault("bits", art.bits)
+    return art
+
+
+def load_sb3_model(path: str | Path):
+    """Load an SB3 ``model.zip`` (SAC or DQN) on the CPU without allocating its replay buffer."""
+    from stable_baselines3 import DQN, SAC
+
+    from nnc4rl.measure import load_policy_state
+
+    path = Path(path)
+    try:
+        keys = load_policy_state(path).keys()
+    except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
+        raise ArtifactError(
+            f"{str(path)!r} is not a readable SB3 model.zip ({type(err).__name__})"
+        ) from None
+    algo_class = SAC if any(k.startswith("actor.") for k in keys) else DQN
+    if algo_class is DQN and not any(k.startswith("q_net.") for k in keys):
+        raise ArtifactError(f"{str(path)!r} holds neither a SAC actor nor a DQN q_net")
+    return algo_class.load(path, device="cpu", custom_objects={"buffer_size": 1})
+
+
+RUN_INFO = ("env", "seed", "arch", "algo")  # summary.json fields kept (the calibration needs them)
+
+
+def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
+    """The artifact of a run folder, a ``model.zip`` or an artifact ``.npz``.
+
+    A run folder holds ``model.zip`` (a training run) or ``policy.npz`` (a run-store folder,
+    ``data/runs/<profile>/<id>/``); its ``summary.json`` supplies ``bits`` (and an error if it
+    says unquantized) and the env id and seed recorded in the artifact's ``info``.
+    """
+    from nnc4rl.export.codec import load_artifact
+
+    source, run_info = Path(source), {}
+    if source.is_dir():
+        folder = source
+        summary_path = folder / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            if not summary.get("quantized", True):
+                raise ArtifactError(
+                    f"run {str(folder)!r} was not quantized (bits=32): only models "
+                    "trained with --quantize can be exported"
+                )
+            bits = bits or summary.get("bits")
+            run_info = {k: summary[k] for k in RUN_INFO if summary.get(k) is not None}
+        source = folder / "model.zip"
+        if not source.exists() and (folder / "policy.npz").exists():
+            source = folder / "policy.npz"
+    if not source.exists():
+        raise ArtifactError(f"{str(source)!r} does not exist: give a run folder, model.zip or .npz")
+    if source.suffix == ".npz":
+        art = load_artifact(source)
+        for k, v in run_info.items():
+            art.info.setdefault(k, v)
+        return art
+    model = load_sb3_model(source)
+    return artifact_from_sb3(model, bits, info={"source": source.name} | run_info)

@@ -1,0 +1,112 @@
+"""Full-integer inference: fixed-point requantization, numpy reference vs C bit for bit, closed
+loop on the paired evaluation episodes, and the RAM/flash targets of the integer C export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnc4rl.export import artifact_from_sb3, load_policy
+from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
+from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
+from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.integer import QMAX, calibrate, integer_plan, quantize_multiplier
+
+pytestmark = pytest.mark.xdist_group("integer")
+
+_CACHE: dict[str, dict] = {}  # per process: xdist may tear module fixtures down between items
+
+
+def test_quantize_multiplier_and_requantization_round_exactly():
+    rng = np.random.default_rng(0)
+    for real in np.concatenate([10 ** rng.uniform(-9, 3, 200), [1.0, 0.5, 2.0**-20]]):
+        m, shift = quantize_multiplier(float(real))
+        assert 2**30 <= m < 2**31 and 1 <= shift <= 62
+        assert abs(m * 2.0**-shift - real) <= real * 2.0**-30
+    # (acc * m + 2^(s-1)) >> s is round-half-up of acc * m / 2^s, computed exactly in int64
+    acc = rng.integers(-(2**31), 2**31, 1000)
+    m, shift = quantize_multiplier(0.00123)
+    q = (acc * m + (1 << (shift - 1))) >> shift
+    ref = np.array([(int(a) * m + (1 << (shift - 1))) // (1 << shift) for a in acc])
+    np.testing.assert_array_equal(q, ref)
+
+
+def _sac(tmp_path_factory) -> dict:
+    if "sac" not in _CACHE:
+        root = tmp_path_factory.mktemp("int_sac")
+        _, model = hopper_sized_sac(0.98)
+        art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
+        int_art = calibrate_on_evaluation(art, episodes=2)
+        c_path, _ = save_c(int_art, root / "q.c", integer=True)
+        _CACHE["sac"] = {"art": art, "int": int_art, "c_path": c_path,
+                         "c": CPolicy(int_art, compile_shared(c_path, root / "q.so"),
+                                      integer=True)}  # fmt: skip
+    return _CACHE["sac"]
+
+
+@pytest.fixture(scope="module")
+def sac(tmp_path_factory):
+    return _sac(tmp_path_factory)
+
+
+def test_sac_integer_c_matches_numpy_bit_for_bit_and_fits(sac):
+    int_art = sac["int"]
+    assert int_art.integer["calibration"]["seeds"] == [10_000, 10_001]
+    obs = play(load_policy(sac["art"]), sac["art"], 1, record=True)["observations"]
+    obs = np.concatenate([obs, 5 * np.random.default_rng(0).normal(size=(20, 11))])  # clamps too
+    ref = load_policy(int_art, integer=True)
+    np.testing.assert_array_equal(sac["c"].accumulators(obs), ref.accumulators(obs))
+    np.testing.assert_allclose(sac["c"].predict(obs)[0], ref.predict(obs)[0], atol=1e-6)
+    # int8 activations stay close to the trained (fp32-activation) network on its own states
+    err = np.abs(ref.predict(obs[:-20])[0] - load_policy(sac["art"]).predict(obs[:-20])[0])
+    assert err.max() < 0.05, err.max()
+    fp = footprint(sac["c_path"])  # host -Os object; the M4 numbers are in test_mcu.py
+    assert fp["bss"] == 2 * 256  # two int8 buffers of the widest layer
+    assert fp["flash"] <= 8 * 1024, fp
+    source = sac["c_path"].read_text()
+    assert "float buf" not in source and "tanhf" in source  # float only at the interface
+
+
+def test_sac_integer_closed_loop_returns(sac):
+    """The integer policy plays the trained network's paired evaluation episodes."""
+    fp = play(load_policy(sac["art"]), sac["art"], 2)
+    for policy in (load_policy(sac["int"], integer=True), sac["c"]):
+        run = play(policy, sac["art"], 2)
+        assert run["seeds"] == fp["seeds"] == [10_000, 10_001]
+        np.testing.assert_allclose(run["returns"], fp["returns"], rtol=0.05)
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    if "cnn" not in _CACHE:
+        from nnc4rl.export.verify import record_observations
+        from nnc4rl.runner import RunSpec, make_envs
+
+        root = tmp_path_factory.mktemp("int_cnn")
+        _, model = atari_dqn(0.98, "cnn")
+        art = artifact_from_sb3(model, bits=8)
+        _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch="cnn"))
+        obs = record_observations(model, env, n=16, every=5, random_prob=0.5)
+        env.close()
+        int_art = calibrate(art, obs)
+        c_path, _ = save_c(int_art, root / "q.c", integer=True)
+        _CACHE["cnn"] = {"art": art, "int": int_art, "obs": obs, "c_path": c_path,
+                         "c": CPolicy(int_art, compile_shared(c_path, root / "q.so"),
+                                      integer=True)}  # fmt: skip
+    return _CACHE["cnn"]
+
+
+def test_nature_cnn_integer_uint8_frames_bit_exact_and_fits(cnn):
+    int_art, obs = cnn["int"], cnn["obs"]
+    assert obs.dtype == np.uint8 and int_art.integer["input_scale"] == np.float32(1 / 255)
+    ref = load_policy(int_art, integer=True)
+    np.testing.assert_array_equal(cnn["c"].accumulators(obs), ref.accumulators(obs))
+    np.testing.assert_array_equal(cnn["c"].predict(obs)[0], ref.predict(obs)[0])
+    q_fp = load_policy(cnn["art"]).outputs(obs)
+    assert np.abs(ref.outputs(obs) - q_fp).max() < 0.05 * np.abs(q_fp).max()
+    source = cnn["c_path"].read_text()
+    assert "const uint8_t *obs" in source and "float buf" not in source  # frames straight in
+    fp = footprint(cnn["c_path"])
+    assert fp["flash"] <= 256 * 1024 and fp["ram"] <= 64 * 1024, fp
+    plan = integer_plan(int_art)
+    assert all(-QMAX <= lp.lo <= 0 for lp in plan.ops if hasattr(lp, "lo"))

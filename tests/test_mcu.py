@@ -1,0 +1,59 @@
+"""The exported C on a Cortex-M4F instruction set: arm-none-eabi-gcc build, QEMU mps2-an386 run.
+
+Skipped, with the reason, where the toolchain is not installed (CI installs it: .ci/run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnc4rl.export import artifact_from_sb3, load_policy
+from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
+from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.integer import calibrate
+from nnc4rl.export.mcu import missing_tools, run_on_m4
+
+pytestmark = [
+    pytest.mark.xdist_group("mcu"),
+    pytest.mark.skipif(missing_tools() is not None, reason=f"Cortex-M4 check: {missing_tools()}"),
+]
+
+
+def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
+    """98 % SAC Hopper actor: int8 path <= 8 KB flash / <= 2 KB RAM on the M4, int32
+    accumulators identical to the host's numpy reference; the fp32 path agrees to float rounding."""
+    _, model = hopper_sized_sac(0.98)
+    art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
+    int_art = calibrate_on_evaluation(art, episodes=1)
+    obs = play(load_policy(art), art, 1, record=True)["observations"][:6]
+    m4 = run_on_m4(int_art, obs, tmp_path / "int", integer=True, repeats=10)
+    ref = load_policy(int_art, integer=True)
+    np.testing.assert_array_equal(m4.accumulators, ref.accumulators(obs))
+    np.testing.assert_allclose(m4.outputs, ref.outputs(obs), atol=1e-6)  # newlib vs numpy tanh
+    np.testing.assert_allclose(m4.actions, ref.predict(obs)[0], atol=1e-6)
+    size = m4.policy_size
+    assert size["flash"] <= 8 * 1024 and size["ram"] <= 2 * 1024, size
+    nnz = sum(la.nnz for la in art.layers)
+    assert nnz < m4.instructions < 100 * nnz, m4.instructions  # at least one per weight
+    fp32 = run_on_m4(art, obs, tmp_path / "fp32", integer=False, repeats=2)
+    np.testing.assert_allclose(fp32.outputs, load_policy(art).outputs(obs), atol=1e-6)
+
+
+def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
+    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM."""
+    from nnc4rl.export.verify import record_observations
+    from nnc4rl.runner import RunSpec, make_envs
+
+    _, model = atari_dqn(0.98, "cnn")
+    art = artifact_from_sb3(model, bits=8)
+    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch="cnn"))
+    obs = record_observations(model, env, n=8, every=5, random_prob=0.5)
+    env.close()
+    int_art = calibrate(art, obs)
+    m4 = run_on_m4(int_art, obs[:3], tmp_path, integer=True, repeats=2)
+    ref = load_policy(int_art, integer=True)
+    np.testing.assert_array_equal(m4.accumulators, ref.accumulators(obs[:3]))
+    np.testing.assert_array_equal(m4.actions[:, 0], ref.predict(obs[:3])[0])
+    size = m4.policy_size
+    assert size["flash"] <= 256 * 1024 and size["ram"] <= 64 * 1024, size

@@ -29,7 +29,7 @@ def timed_run(steps: int, compressed: bool, seed: int) -> float:
     callback = None
     if compressed:
         plan = TrainingPlan(
-            total_timesteps=5 * steps // 6, final_sparsity=0.98, n_events=600, quantize=True
+            T=5 * steps // 6, final_sparsity=0.98, n_events=600, quantize=True
         )
         assert plan.total_steps == steps
         callback = CompressionCallback(plan)

@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from nnc4rl.config import ConfigError, parse_set
+from nnc4rl.config import ConfigError, check_bits, check_sparsity, parse_set
 from nnc4rl.pruning import DISTRIBUTIONS
 from nnc4rl.runner import ALGOS, ARCHS, RunSpec
 
@@ -24,18 +24,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _fraction(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
+        return check_sparsity(float(text))
+    except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is outside [0, 1)")
-    return value
 
 
 def _bits(text: str) -> int:
-    if not text.isdigit() or not 2 <= int(text) <= 8:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 2..8")
-    return int(text)
+    try:
+        return check_bits(int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 2..8") from None
 
 
 def positive_int(text: str) -> int:
@@ -61,10 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sparsity", type=_fraction, default=0.0, help="final sparsity in [0, 1)")
     t.add_argument("--distribution", choices=DISTRIBUTIONS, default="erdos_renyi")
     t.add_argument("--quantize", action="store_true", help="add the QAT phase (1.2 T steps)")
+    t.add_argument("--extra-finetune", action="store_true",
+                   help="without --quantize: fine-tune to 1.2 T (the equal-length control)")  # fmt: skip
     t.add_argument("--bits", type=_bits, default=8, help="QAT bit width, 2..8 (default 8)")
     t.add_argument("--steps", type=positive_int, required=True, help="the paper's T (env steps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder to create (must not exist)")
+    t.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                   help="env steps between checkpoints (default: every ~5 minutes of training); "
+                   "the checkpoint lives in .<out name>.checkpoint beside --out")  # fmt: skip
+    t.add_argument("--resume", action="store_true",
+                   help="continue a killed run from its checkpoint (same arguments)")  # fmt: skip
     t.add_argument(
         "--set",
         dest="overrides",
@@ -90,7 +95,7 @@ def _print_summary(s: dict) -> None:
     weights = f"int{s['bits']}" if s["quantized"] else "fp32"
     lines = [
         f"{s['algo'].upper()} {s['env']} ({s['arch']}), seed {s['seed']}: "
-        f"{s['total_timesteps']} env steps in {s['wall_time_s']:.0f} s",
+        f"{s['total_steps']} env steps in {s['wall_time_s']:.0f} s",
         f"  sparsity: target {s['target_sparsity']:.4f}, measured {s['measured_sparsity']:.4f} "
         f"({s['distribution']}); weights: {weights}",
         f"  size: {size['fp32_bytes']} B fp32 -> {size['compressed_bytes']} B stored "
@@ -117,12 +122,14 @@ def _run_train(args: argparse.Namespace) -> int:
         distribution=args.distribution,
         quantize=args.quantize,
         bits=args.bits,
+        extra_finetune=args.extra_finetune,
         overrides=parse_set(args.overrides),
         n_envs=args.n_envs,
         threads=args.threads,
         device=args.device,
     )
-    summary = train(spec, args.out, progress=args.progress)
+    summary = train(spec, args.out, progress=args.progress,
+                    checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
     _print_summary(summary)
     print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
     return 0

@@ -10,22 +10,43 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from nnc4rl.quant import qmax
+from nnc4rl.quant import weight_scale
 from nnc4rl.size import network_size
+
+# Layers that are compressed but never deployed: SAC's log_std head only serves exploration.
+NOT_DEPLOYED = ("actor.log_std.",)
 
 
 def compressed_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights of the compressed network in a policy ``state_dict``, keyed by their name.
+    """Weights of the deployed compressed network in a policy ``state_dict``, keyed by name.
 
-    SAC: the actor's Linear weights (``actor.*.weight``). DQN: the Q-network's Linear and Conv2d
-    weights (``q_net.*.weight``; the target network ``q_net_target.*`` is not counted).
+    SAC: the actor's deployed path ``latent_pi`` + ``mu`` (``log_std`` is pruned and quantized
+    too but only serves exploration, so it is neither exported nor counted). DQN: the Q-network's
+    Linear and Conv2d weights (``q_net.*.weight``; the target network is not counted). These are
+    exactly the layers ``nnc4rl export`` writes.
     """
     prefix = "actor." if any(k.startswith("actor.") for k in state_dict) else "q_net."
     return {
         k: v
         for k, v in state_dict.items()
-        if k.startswith(prefix) and k.endswith(".weight") and v.dim() in (2, 4)
+        if k.startswith(prefix)
+        and not k.startswith(NOT_DEPLOYED)
+        and k.endswith(".weight")
+        and v.dim() in (2, 4)
     }
+
+
+def network_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor of the compressed network (SAC: the whole actor; DQN: the
+    Q-network), names and bytes in order: equal digests mean bit-identical networks."""
+    import hashlib
+
+    prefix = "actor." if any(k.startswith("actor.") for k in state_dict) else "q_net."
+    digest = hashlib.sha256()
+    for name in sorted(k for k in state_dict if k.startswith(prefix)):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def grid_check(weight: torch.Tensor, bits: int) -> dict:
@@ -35,10 +56,10 @@ def grid_check(weight: torch.Tensor, bits: int) -> dict:
         ``max_abs_code`` and ``max_offgrid`` (largest distance of ``w / scale`` from an integer).
     """
     w = weight.detach().double()
-    rows = w.flatten(1) if w.dim() == 4 else w.reshape(1, -1)
-    amax = rows.abs().amax(dim=1, keepdim=True)
-    scale = torch.where(amax > 0, amax / qmax(bits), torch.ones_like(amax))
-    codes = rows / scale
+    per_channel = w.dim() == 4
+    scale = weight_scale(w, bits, per_channel)
+    rows = w.flatten(1) if per_channel else w.reshape(1, -1)
+    codes = rows / scale.reshape(-1, 1)
     levels = max(int(torch.unique(r).numel()) for r in torch.round(codes))
     return {
         "max_levels": levels,
@@ -60,6 +81,7 @@ def measure_state_dict(state_dict: dict[str, torch.Tensor], bits: int | None) ->
     }
     size = network_size(layers, bits=bits or 32)
     out = {
+        "network_sha256": network_digest(state_dict),
         "measured_sparsity": size["sparsity"],
         "params": size["numel"],
         "nnz": size["nnz"],

@@ -1,6 +1,7 @@
 """The training plan: one object that every other part asks "what happens at env step t?".
 
-The paper's scheme (its Fig. 3), as fractions of ``T`` = ``total_timesteps``:
+The paper's scheme (its Fig. 3), as fractions of ``T`` (the one name of the paper's total training
+steps everywhere in nnc4rl; a quantized run trains ``total_steps = 1.2 T``):
 
 ====================  =================  ==========================================
 phase                 env steps          what happens
@@ -9,7 +10,12 @@ phase                 env steps          what happens
 ``pruning``           [0.2 T, 0.8 T)     ``n_events`` gradual magnitude-pruning events
 ``finetune``          [0.8 T, T)         training with the masks fixed
 ``qat``               [T, 1.2 T)         8-bit (``bits``) QAT, only when ``quantize``
+``finetune``          [T, 1.2 T)         more fine-tuning instead, with ``extra_finetune``
 ====================  =================  ==========================================
+
+``extra_finetune`` is the equal-length control the paper lacks: a pruned network trained the same
+1.2 T steps as a quantized one, without QAT, so "pruned + quantized vs pruned" can compare
+networks trained equally long.
 
 The sparsity follows Zhu & Gupta (2017), the paper's eq. (1)::
 
@@ -25,6 +31,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from nnc4rl.config import ConfigError, check_bits, check_int, check_sparsity
+
 
 class Phase(str, Enum):
     """A phase of the training scheme."""
@@ -39,54 +47,73 @@ class Phase(str, Enum):
 class TrainingPlan:
     """The schedule of one compressed training run.
 
-    :param total_timesteps: the paper's ``T`` in env steps (SB3's ``num_timesteps``, which counts
-        the steps of all parallel envs). A quantized run trains ``1.2 T`` steps.
+    :param T: the paper's ``T`` in env steps (SB3's ``num_timesteps``, which counts the steps of
+        all parallel envs). A quantized run trains ``total_steps = 1.2 T``.
     :param final_sparsity: target fraction of pruned weights ``s_f`` in [0, 1); 0 means dense.
     :param n_events: number of pruning events ``n`` (the paper: 600 for SAC, 300 for DQN).
     :param quantize: add the QAT phase ``[T, 1.2 T)``.
     :param bits: weight bit width of the QAT phase (2..8).
+    :param extra_finetune: without ``quantize``, fine-tune ``[T, 1.2 T)`` too (equal-length control).
     """
 
-    total_timesteps: int
+    T: int
     final_sparsity: float = 0.0
     n_events: int = 600
     quantize: bool = False
     bits: int = 8
+    extra_finetune: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.total_timesteps, int) or self.total_timesteps < 5:
-            raise ValueError(
-                f"total_timesteps={self.total_timesteps!r} is invalid: an integer >= 5 is required"
+        check_int(self.T, "T", minimum=5)
+        check_sparsity(self.final_sparsity)
+        check_int(self.n_events, "n_events")
+        check_bits(self.bits)
+        if self.quantize and self.extra_finetune:
+            raise ConfigError(
+                "quantize and extra_finetune are exclusive: [T, 1.2 T) is either QAT or the "
+                "equal-length fine-tuning control"
             )
-        if not 0.0 <= self.final_sparsity < 1.0:
-            raise ValueError(f"sparsity={self.final_sparsity!r} is invalid: it must be in [0, 1)")
-        if not isinstance(self.n_events, int) or self.n_events < 1:
-            raise ValueError(f"n_events={self.n_events!r} is invalid: an integer >= 1 is required")
-        if not isinstance(self.bits, int) or not 2 <= self.bits <= 8:
-            raise ValueError(f"bits={self.bits!r} is invalid: an integer in 2..8 is required")
 
     # -- phase boundaries (env steps) -------------------------------------------------------
     @property
     def pruning_start(self) -> float:
         """``t_0 = 0.2 T`` (may be fractional)."""
-        return self.total_timesteps / 5
+        return self.T / 5
 
     @property
     def pruning_end(self) -> float:
         """``t_0 + n dt = 0.8 T``: the step at which the final sparsity is reached."""
-        return 4 * self.total_timesteps / 5
+        return 4 * self.T / 5
 
     @property
     def qat_start(self) -> int:
-        """``T``: end of fine-tuning, start of QAT."""
-        return self.total_timesteps
+        """``T``: end of fine-tuning, start of QAT (or of the extra fine-tuning)."""
+        return self.T
+
+    @property
+    def extends(self) -> bool:
+        """Whether the run trains past ``T`` (QAT or the equal-length control)."""
+        return self.quantize or self.extra_finetune
 
     @property
     def total_steps(self) -> int:
-        """Env steps to train: ``1.2 T`` (rounded up) with QAT, else ``T``."""
-        if not self.quantize:
-            return self.total_timesteps
-        return -(-6 * self.total_timesteps // 5)
+        """Env steps to train: ``1.2 T`` (rounded up) with QAT or extra fine-tuning, else ``T``."""
+        return steps_to_train(self.T, self.extends)
+
+    def phase_spans(self) -> list[tuple[Phase, float, float]]:
+        """``(phase, first step, end step)`` of each phase of this run, in order (for figures)."""
+        t = self.T
+        if self.prunes:
+            spans = [(Phase.DENSE, 0.0, self.pruning_start),
+                     (Phase.PRUNING, self.pruning_start, self.pruning_end),
+                     (Phase.FINETUNE, self.pruning_end, float(t))]  # fmt: skip
+        else:
+            spans = [(Phase.DENSE, 0.0, float(t))]
+        if self.quantize:
+            spans.append((Phase.QAT, float(t), float(self.total_steps)))
+        elif self.extra_finetune:
+            spans.append((spans[-1][0], float(t), float(self.total_steps)))
+        return spans
 
     @property
     def prunes(self) -> bool:
@@ -95,7 +122,7 @@ class TrainingPlan:
     # -- queries ----------------------------------------------------------------------------
     def event_index(self, step: int) -> int:
         """Number of pruning events that have fired once ``step`` env steps are done (0..n)."""
-        t = self.total_timesteps
+        t = self.T
         # k = floor((step - 0.2 T) / dt) with dt = 0.6 T / n, in exact integer arithmetic.
         if 5 * step < t:
             return 0
@@ -113,23 +140,28 @@ class TrainingPlan:
 
     def event_steps(self) -> list[int]:
         """The integer env step at which each event ``k = 1..n`` fires (0.2 T < step <= 0.8 T)."""
-        t, n = self.total_timesteps, self.n_events
+        t, n = self.T, self.n_events
         # smallest integer step with (5 step - T) n >= 3 T k
         return [-(-(3 * t * k + t * n) // (5 * n)) for k in range(1, n + 1)]
 
     def phase_at(self, step: int) -> Phase:
         """Phase that env step ``step`` (0-based: the ``step+1``-th step) belongs to."""
-        if 5 * step < self.total_timesteps:
+        if 5 * step < self.T:
             return Phase.DENSE
-        if 5 * step < 4 * self.total_timesteps:
+        if 5 * step < 4 * self.T:
             return Phase.PRUNING if self.prunes else Phase.DENSE
-        if step < self.total_timesteps:
+        if step < self.T or not self.quantize:
             return Phase.FINETUNE if self.prunes else Phase.DENSE
         return Phase.QAT
 
     def quantizing_at(self, step: int) -> bool:
         """Whether fake quantization is on once ``step`` env steps are done."""
-        return self.quantize and step >= self.total_timesteps
+        return self.quantize and step >= self.T
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def steps_to_train(T: int, extends: bool) -> int:
+    """Env steps a run of ``T`` trains: ``ceil(1.2 T)`` when it extends past ``T``, else ``T``."""
+    return -(-6 * T // 5) if extends else T

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nnc4rl.config import check_sparsity
+
 Distribution = Literal["global", "uniform", "erdos_renyi"]
 DISTRIBUTIONS: tuple[str, ...] = ("global", "uniform", "erdos_renyi")
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
@@ -85,6 +87,7 @@ def magnitude_masks(
     sparsity: float,
     distribution: Distribution,
     previous: Sequence[torch.Tensor] | None = None,
+    tied: dict[int, int] | None = None,
 ) -> list[torch.Tensor]:
     """Masks pruning the smallest-magnitude weights to reach ``sparsity`` over all ``weights``.
 
@@ -94,10 +97,16 @@ def magnitude_masks(
         fraction in each layer) or ``erdos_renyi`` (Erdos-Renyi / Erdos-Renyi-kernel densities).
     :param previous: masks of an earlier event; weights pruned there are pruned first again, so
         gradual pruning never regrows a weight.
+    :param tied: ``{layer index: anchor index}``: layers outside the budget, each pruned to its
+        anchor's resulting density (the SAC ``log_std`` head follows ``mu``, as the authors do).
+        ``sparsity`` is then met exactly over the other layers: the network that is deployed.
     :returns: boolean masks shaped like ``weights`` (``True`` = kept).
     """
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity={sparsity!r} is invalid: it must be in [0, 1)")
+    check_sparsity(sparsity)
+    tied = dict(tied or {})
+    free = [i for i in range(len(weights)) if i not in tied]
+    if any(a not in free for a in tied.values()):
+        raise ValueError(f"tied={tied} must map layers to untied anchor layers")
     scores = []
     for i, w in enumerate(weights):
         s = w.detach().abs().flatten().float()
@@ -105,15 +114,18 @@ def magnitude_masks(
             # -1 ranks already-pruned weights below every live weight (|w| >= 0).
             s = torch.where(previous[i].flatten(), s, torch.full_like(s, -1.0))
         scores.append(s)
-    keeps = layer_keep_counts([w.shape for w in weights], sparsity, distribution)
+    masks: dict[int, torch.Tensor] = {}
+    keeps = layer_keep_counts([weights[i].shape for i in free], sparsity, distribution)
     if keeps is None:
-        flat = torch.cat(scores)
+        flat = torch.cat([scores[i] for i in free])
         keep_all = _keep_top(flat, round((1.0 - sparsity) * flat.numel()))
-        return [
-            m.view_as(w)
-            for m, w in zip(keep_all.split([s.numel() for s in scores]), weights, strict=True)
-        ]
-    return [_keep_top(s, k).view_as(w) for s, k, w in zip(scores, keeps, weights, strict=True)]
+        masks.update(zip(free, keep_all.split([scores[i].numel() for i in free]), strict=True))
+    else:
+        masks.update((i, _keep_top(scores[i], k)) for i, k in zip(free, keeps, strict=True))
+    for i, anchor in tied.items():
+        density = float(masks[anchor].float().mean())
+        masks[i] = _keep_top(scores[i], round(density * scores[i].numel()))
+    return [masks[i].view_as(w) for i, w in enumerate(weights)]
 
 
 def prunable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -127,10 +139,18 @@ class MaskSet:
     :param layers: the layers whose ``weight`` is pruned.
     :param mirrors: layers that must carry the same zeros, aligned with ``layers`` (e.g. the DQN
         target network's layers), or ``None``.
+    :param tied: ``{layer index: anchor index}`` of layers pruned to their anchor's density and
+        left out of the sparsity budget (see :func:`magnitude_masks`).
     """
 
-    def __init__(self, layers: Sequence[nn.Module], mirrors: Sequence[nn.Module] | None = None):
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        mirrors: Sequence[nn.Module] | None = None,
+        tied: dict[int, int] | None = None,
+    ):
         self.layers = list(layers)
+        self.tied = dict(tied or {})
         self.mirrors = list(mirrors) if mirrors is not None else []
         if self.mirrors and len(self.mirrors) != len(self.layers):
             raise ValueError("mirrors must be aligned with layers")
@@ -139,10 +159,13 @@ class MaskSet:
 
     @classmethod
     def from_zeros(
-        cls, layers: Sequence[nn.Module], mirrors: Sequence[nn.Module] | None = None
+        cls,
+        layers: Sequence[nn.Module],
+        mirrors: Sequence[nn.Module] | None = None,
+        tied: dict[int, int] | None = None,
     ) -> MaskSet:
         """Masks read off the exact zeros already in the weights (e.g. of a loaded model)."""
-        masks = cls(layers, mirrors)
+        masks = cls(layers, mirrors, tied)
         masks.masks = [m.weight.detach() != 0 for m in masks.layers]
         masks.sparsity = masks.measured_sparsity()
         return masks
@@ -150,7 +173,7 @@ class MaskSet:
     def prune_to(self, sparsity: float, distribution: Distribution) -> None:
         """Recompute the masks by magnitude for ``sparsity`` (never regrowing) and apply them."""
         weights = [m.weight for m in self.layers]
-        self.masks = magnitude_masks(weights, sparsity, distribution, previous=self.masks)
+        self.masks = magnitude_masks(weights, sparsity, distribution, self.masks, self.tied)
         self.sparsity = sparsity
         self.apply(include_mirrors=True)
 
@@ -164,6 +187,8 @@ class MaskSet:
                 layer.weight.mul_(mask)
 
     def measured_sparsity(self) -> float:
-        """Fraction of exact zeros over all pruned weight tensors, read from the weights."""
-        zeros = sum(int((m.weight == 0).sum()) for m in self.layers)
-        return zeros / sum(m.weight.numel() for m in self.layers)
+        """Fraction of exact zeros over the budgeted (untied) weight tensors, read from the
+        weights: for a SAC actor, the deployed path ``latent_pi`` + ``mu``."""
+        budgeted = [m for i, m in enumerate(self.layers) if i not in self.tied]
+        zeros = sum(int((m.weight == 0).sum()) for m in budgeted)
+        return zeros / sum(m.weight.numel() for m in budgeted)

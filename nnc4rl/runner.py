@@ -1,35 +1,60 @@
 """One training run: ``RunSpec`` -> train + evaluate -> a run folder.
 
 A run folder holds ``model.zip`` (plain SB3, exactly the last evaluated network),
-``summary.json`` (what was run and what was measured from the saved tensors) and
-``evaluations.csv`` (periodic deterministic evaluations for learning curves). It is written into
-a hidden temporary folder beside the target and renamed when complete, so a folder with the
-target's name is always a finished run.
+``summary.json`` (what was run and what was measured from the saved tensors, schema in
+:mod:`nnc4rl.schema`) and ``evaluations.csv`` (periodic deterministic evaluations for learning
+curves). It is written into a hidden temporary folder beside the target and renamed when
+complete, so a folder with the target's name is always a finished run.
+
+*Paired evaluation.* Every evaluation plays the same episodes: episode ``i`` starts from a reset
+with seed :func:`evaluation_seeds` ``(seed, n)[i]``, so a network's score does not depend on what
+was evaluated before, and all points of a run, and runs of the same seed, compare paired.
+
+*Training in two stages.* A run that trains past ``T`` (QAT, or the equal-length control) calls
+``learn(T)``, evaluates the fp32 network at ``T``, then continues to ``1.2 T``: whatever SB3
+derives from ``learn``'s total (DQN's exploration schedule) is measured on ``T``, so up to ``T``
+a quantized run is bit for bit the unquantized run of the same seed.
+
+*Checkpoints.* With a checkpoint folder the run saves :mod:`nnc4rl.checkpoint` state every
+``checkpoint_every`` env steps (default: every ~5 minutes of wall time); ``resume=True``
+continues from it and gives exactly the numbers of an uninterrupted run (only ``wall_time_s``
+differs).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import io
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnc4rl.config import ConfigError, apply_overrides, default_hyperparams
-from nnc4rl.plan import TrainingPlan
+from nnc4rl.atomic import atomic_dir
+from nnc4rl.config import (
+    ConfigError,
+    apply_overrides,
+    check_bits,
+    check_int,
+    check_sparsity,
+    default_hyperparams,
+)
+from nnc4rl.plan import TrainingPlan, steps_to_train
 from nnc4rl.pruning import DISTRIBUTIONS
+from nnc4rl.schema import EVAL_COLUMNS, SCHEMA_VERSION, validate_summary
 
 ALGOS = ("sac", "dqn")
 ARCHS = ("mlp", "cnn", "impala", "impala-authors")
 IMAGE_ARCHS = ("cnn", "impala", "impala-authors")
-EVAL_FIELDS = ("step", "phase", "mean", "std", "episodes")
+EVAL_SEED_OFFSET = 10_000
+# Without --checkpoint-every, a checkpoint every this many seconds of training (~5 min of work).
+CHECKPOINT_SECONDS = 300.0
 
 
 @dataclass
@@ -45,6 +70,7 @@ class RunSpec:
     :param sparsity: final sparsity in [0, 1).
     :param distribution: ``global``, ``uniform`` or ``erdos_renyi``.
     :param quantize: add the ``bits``-bit QAT phase.
+    :param extra_finetune: without ``quantize``: fine-tune to ``1.2 T`` (equal-length control).
     :param overrides: ``{dotted.key: value}`` hyperparameter overrides (``--set``).
     """
 
@@ -57,6 +83,7 @@ class RunSpec:
     distribution: str = "erdos_renyi"
     quantize: bool = False
     bits: int = 8
+    extra_finetune: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     n_envs: int = 1
     threads: int = 1
@@ -93,14 +120,13 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     if spec.arch is not None:
         _one_of("arch", spec.arch, ARCHS)
     _one_of("distribution", spec.distribution, DISTRIBUTIONS)
-    if not isinstance(spec.sparsity, (int, float)) or not 0.0 <= spec.sparsity < 1.0:
-        raise ConfigError(f"sparsity={spec.sparsity!r} is invalid: it must be in [0, 1)")
-    if not isinstance(spec.bits, int) or not 2 <= spec.bits <= 8:
-        raise ConfigError(f"bits={spec.bits!r} is invalid: an integer in 2..8 is required")
-    for name in ("steps", "n_envs", "threads"):
-        value = getattr(spec, name)
-        if not isinstance(value, int) or value < (5 if name == "steps" else 1):
-            raise ConfigError(f"{name}={value!r} is invalid: a positive integer is required")
+    check_sparsity(spec.sparsity)
+    check_bits(spec.bits)
+    check_int(spec.steps, "steps", minimum=5)
+    check_int(spec.n_envs, "n_envs")
+    check_int(spec.threads, "threads")
+    if spec.quantize and spec.extra_finetune:
+        raise ConfigError("extra_finetune=True needs quantize=False: it is the control without QAT")
     if spec.device != "cpu" and not spec.device.startswith(("cuda", "mps", "auto")):
         raise ConfigError(f"device={spec.device!r} is invalid: use cpu, cuda[:N], mps or auto")
 
@@ -138,7 +164,13 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     return replace(spec, arch=arch), hyper
 
 
-def make_envs(spec: RunSpec, eval_seed_offset: int = 10_000):
+def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """Reset seed of each evaluation episode of a run of ``seed``: the same at every evaluation
+    and for every run of that seed, so all evaluations are paired comparisons."""
+    return [seed + EVAL_SEED_OFFSET + i for i in range(episodes)]
+
+
+def make_envs(spec: RunSpec):
     """Training and evaluation VecEnvs. Atari: the standard DQN preprocessing and 4-frame stack;
     its evaluation env plays whole games (no life-loss terminal) with unclipped rewards."""
     import ale_py
@@ -153,15 +185,27 @@ def make_envs(spec: RunSpec, eval_seed_offset: int = 10_000):
             make_atari_env(
                 spec.env,
                 n_envs=1,
-                seed=spec.seed + eval_seed_offset,
+                seed=spec.seed + EVAL_SEED_OFFSET,
                 wrapper_kwargs={"terminal_on_life_loss": False, "clip_reward": False},
             ),
             4,
         )
     else:
         train = make_vec_env(spec.env, n_envs=spec.n_envs, seed=spec.seed)
-        evaluation = make_vec_env(spec.env, n_envs=1, seed=spec.seed + eval_seed_offset)
+        evaluation = make_vec_env(spec.env, n_envs=1, seed=spec.seed + EVAL_SEED_OFFSET)
     return train, evaluation
+
+
+def make_plan(spec: RunSpec, hyper: dict[str, dict[str, Any]]) -> TrainingPlan:
+    """The training plan of a resolved ``spec``."""
+    return TrainingPlan(
+        T=spec.steps,
+        final_sparsity=float(spec.sparsity),
+        n_events=hyper["compression"]["n_events"],
+        quantize=spec.quantize,
+        bits=spec.bits,
+        extra_finetune=spec.extra_finetune,
+    )
 
 
 def build_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, plan: TrainingPlan):
@@ -170,8 +214,11 @@ def build_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, plan: Trai
 
     from nnc4rl.networks import ARCH_PRESETS, ImpalaCNN
 
-    kwargs = dict(hyper["sb3"])
-    kwargs["buffer_size"] = max(1, min(int(kwargs.get("buffer_size", 1_000_000)), plan.total_steps))
+    kwargs = copy.deepcopy(hyper["sb3"])  # SB3 writes into policy_kwargs (e.g. use_sde)
+    # Capped at 1.2 T for every run of this T, quantized or not: a buffer of another size would
+    # make the unquantized run differ from a quantized one before T (it wraps around earlier).
+    cap = steps_to_train(plan.T, extends=True)
+    kwargs["buffer_size"] = max(1, min(int(kwargs.get("buffer_size", 1_000_000)), cap))
     if spec.arch in ARCH_PRESETS:
         policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
         policy_kwargs["features_extractor_class"] = ImpalaCNN
@@ -187,129 +234,273 @@ def build_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, plan: Trai
 
 
 class Evaluator:
-    """Deterministic evaluation on a separate env; keeps one row per evaluated step.
+    """Paired deterministic evaluation on a separate env: every call plays the same episodes.
 
     :param eval_env: a VecEnv with one env (Monitor-wrapped, so Atari returns are whole games).
-    :param episodes: episodes per evaluation.
-    :param plan: labels each row with the phase that produced the network.
+    :param seeds: the reset seed of each episode (:func:`evaluation_seeds`).
     """
 
-    def __init__(self, eval_env, episodes: int, plan: TrainingPlan):
-        self.env, self.episodes, self.plan = eval_env, episodes, plan
+    def __init__(self, eval_env, seeds: list[int]):
+        self.env, self.seeds = eval_env, list(seeds)
         self.rows: list[dict[str, Any]] = []
 
-    def evaluate(self, model, step: int) -> dict[str, Any]:
+    def returns(self, model) -> list[float]:
+        """Undiscounted return of each episode, episode ``i`` reset with ``seeds[i]``."""
         from stable_baselines3.common.evaluation import evaluate_policy
 
-        if self.rows and self.rows[-1]["step"] == step:
-            return self.rows[-1]  # the same network, already evaluated
-        returns, _ = evaluate_policy(
-            model, self.env, self.episodes, deterministic=True, return_episode_rewards=True
-        )
-        row = {
-            "step": step,
-            "phase": self.plan.phase_at(max(step - 1, 0)).value,
-            "mean": float(np.mean(returns)),
-            "std": float(np.std(returns)),
-            "episodes": len(returns),
-        }
+        out = []
+        for seed in self.seeds:
+            self.env.seed(seed)  # used by the reset evaluate_policy starts with
+            r, _ = evaluate_policy(
+                model, self.env, 1, deterministic=True, return_episode_rewards=True, warn=False
+            )
+            out.append(float(r[0]))
+        return out
+
+    def evaluate(self, model, step: int, phase: str) -> dict[str, Any]:
+        """Evaluate, keep a learning-curve row, and return it with the per-episode returns.
+
+        :param phase: the phase that produced the evaluated network (its label in the curve).
+        """
+        returns = self.returns(model)
+        row = {"step": step, "phase": phase, "mean": float(np.mean(returns)),
+               "std": float(np.std(returns)), "episodes": len(returns)}  # fmt: skip
         self.rows.append(row)
-        return row
+        return row | {"returns": returns}
 
 
-def _periodic_eval_callback(evaluator: Evaluator, every: int, plan: TrainingPlan):
+def evaluate_returns(model, spec: RunSpec, episodes: int) -> list[float]:
+    """Re-evaluate ``model`` on the paired evaluation episodes of a run of ``spec`` (e.g. a saved
+    ``model.zip`` loaded again): gives that run's reported per-episode returns."""
+    spec, _ = resolve(spec)
+    env, eval_env = make_envs(replace(spec, n_envs=1))
+    env.close()
+    try:
+        return Evaluator(eval_env, evaluation_seeds(spec.seed, episodes)).returns(model)
+    finally:
+        eval_env.close()
+
+
+def _callbacks(run: _Run):
+    """SB3 callbacks of a run: the periodic evaluation and the checkpoint writer."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class PeriodicEval(BaseCallback):
-        """Evaluate each time ``num_timesteps`` crosses a multiple of ``every`` (before the end)."""
+        """Evaluate each time ``num_timesteps`` crosses a multiple of ``eval_freq`` inside a
+        ``learn`` call; the end of each call (T, 1.2 T) is evaluated by the runner. It runs after
+        the compression callback, so an event step's evaluation sees that step's pruning."""
 
         def _on_step(self) -> bool:
-            step, n = self.num_timesteps, self.model.n_envs
-            if step // every > (step - n) // every and step < plan.total_steps:
-                evaluator.evaluate(self.model, step)
+            step, n, every = self.num_timesteps, self.model.n_envs, run.eval_freq
+            if step // every > (step - n) // every and step < self.model._total_timesteps:
+                run.evaluator.evaluate(self.model, step, run.compression.network_phase().value)
             return True
 
-    return PeriodicEval()
+    class Checkpointer(BaseCallback):
+        """Save a checkpoint between two rollouts once it is due (see :mod:`nnc4rl.checkpoint`)."""
+
+        def _on_rollout_start(self) -> None:
+            run.checkpoint_if_due(self.model)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return [PeriodicEval(), Checkpointer()]
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+class _Run:
+    """The mutable state of one training run that a checkpoint must carry besides the model."""
+
+    def __init__(self, spec, hyper, plan, eval_env, checkpoint_dir, checkpoint_every):
+        from nnc4rl.sb3 import CompressionCallback
+
+        self.spec, self.hyper, self.plan = spec, hyper, plan
+        self.key = json.loads(json.dumps({"spec": asdict(spec), "hyperparameters": hyper}))
+        self.eval_freq = hyper["evaluation"]["eval_freq"]
+        seeds = evaluation_seeds(spec.seed, hyper["evaluation"]["eval_episodes"])
+        self.evaluator = Evaluator(eval_env, seeds)
+        self.compression = CompressionCallback(plan, spec.distribution)
+        self.points: dict[str, dict] = {}  # evaluation point -> its row and measured network
+        self.wall_before = 0.0  # training seconds of earlier attempts (resumed runs)
+        self.started = time.perf_counter()
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.last_checkpoint = (0, time.monotonic())  # (env step, wall clock)
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def checkpoint_if_due(self, model) -> None:
+        if self.checkpoint_dir is None:
+            return
+        step, clock = self.last_checkpoint
+        if self.checkpoint_every is not None:
+            due = model.num_timesteps - step >= self.checkpoint_every
+        else:
+            due = time.monotonic() - clock >= CHECKPOINT_SECONDS
+        if due:
+            self.save(model)
+
+    def save(self, model) -> None:
+        from nnc4rl.checkpoint import save_checkpoint
+
+        save_checkpoint(self.checkpoint_dir, model, {
+            "key": self.key, "compression": self.compression.state(),
+            "rows": self.evaluator.rows, "points": self.points, "wall_time_s": self.wall_time(),
+        })  # fmt: skip
+        self.last_checkpoint = (model.num_timesteps, time.monotonic())
+
+    def resume(self, env):
+        """The model of the checkpoint in ``checkpoint_dir`` with this run's state restored, or
+        ``None`` when there is none. Raises ``ConfigError`` if it belongs to another run."""
+        from nnc4rl.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(self.checkpoint_dir, env)
+        if loaded is None:
+            return None
+        model, extra = loaded
+        if json.dumps(extra["key"], sort_keys=True) != json.dumps(self.key, sort_keys=True):
+            raise ConfigError(
+                f"checkpoint in {str(self.checkpoint_dir)!r} belongs to a run with other "
+                "arguments: resume with the same arguments, or delete it"
+            )
+        self.compression.restore(model, extra["compression"])
+        self.evaluator.rows = extra["rows"]
+        self.points = extra["points"]
+        self.wall_before = extra["wall_time_s"]
+        self.last_checkpoint = (model.num_timesteps, time.monotonic())
+        return model
+
+    def evaluate_point(self, name: str, model, bits: int | None) -> None:
+        """Evaluate the current network as point ``name`` and measure its tensors."""
+        from nnc4rl.measure import measure_state_dict
+
+        row = self.evaluator.evaluate(model, model.num_timesteps,
+                                      self.compression.network_phase().value)  # fmt: skip
+        self.points[name] = {"row": row, "measured": measure_state_dict(
+            model.policy.state_dict(), bits)}  # fmt: skip
+
+    def ptq_points(self, model) -> None:
+        """The network at T rounded to each of ``evaluation.ptq_bits`` bits without training
+        (post-training quantization, the free baseline), evaluated and measured; the weights
+        are restored exactly afterwards, so training continues untouched."""
+        import torch
+
+        from nnc4rl.measure import measure_state_dict
+        from nnc4rl.quant import fake_quantize, is_per_channel
+
+        layers = self.compression.network.layers
+        for bits in self.hyper["evaluation"].get("ptq_bits") or []:
+            kept = [layer.weight.detach().clone() for layer in layers]
+            with torch.no_grad():
+                for layer in layers:
+                    layer.weight.copy_(fake_quantize(layer.weight, bits, is_per_channel(layer)))
+            returns = self.evaluator.returns(model)
+            measured = measure_state_dict(model.policy.state_dict(), bits)
+            with torch.no_grad():
+                for layer, w in zip(layers, kept, strict=True):
+                    layer.weight.copy_(w)
+            row = {"step": model.num_timesteps, "phase": self.compression.network_phase().value,
+                   "mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                   "episodes": len(returns), "returns": returns}  # fmt: skip
+            self.points[f"ptq{bits}"] = {"row": row, "measured": measured}
 
 
-def train(spec: RunSpec, out: str | Path, progress: bool | None = None) -> dict[str, Any]:
+def checkpoint_dir_for(out: str | Path) -> Path:
+    """Where ``nnc4rl train --out DIR`` keeps its checkpoint: ``.<DIR name>.checkpoint`` beside it."""
+    out = Path(out)
+    return out.parent / f".{out.name}.checkpoint"
+
+
+def train(
+    spec: RunSpec,
+    out: str | Path,
+    progress: bool | None = None,
+    *,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    checkpoint_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Train, evaluate and save one run into the folder ``out`` (which must not exist yet).
 
     :param progress: show a progress bar; ``None`` shows it when stderr is a terminal.
+    :param checkpoint_every: env steps between checkpoints (``None``: every ~5 minutes of work).
+    :param resume: continue from the checkpoint in ``checkpoint_dir`` if there is one (same
+        arguments required); without it an existing checkpoint is an error.
+    :param checkpoint_dir: the checkpoint folder (default :func:`checkpoint_dir_for` ``(out)``);
+        removed once the run is finished.
     :returns: the summary also written to ``out/summary.json``.
     :raises ConfigError: on bad input, before anything is written.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={str(out)!r} already exists: choose a new folder")
+    if checkpoint_every is not None:
+        check_int(checkpoint_every, "checkpoint_every")
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else checkpoint_dir_for(out)
+    if not resume and ckpt.exists():
+        raise ConfigError(
+            f"an unfinished run's checkpoint is in {str(ckpt)!r}: add --resume (with the same "
+            "arguments) to continue it, or delete it"
+        )
     spec, hyper = resolve(spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        summary = _train_into(spec, hyper, tmp, progress)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out) as tmp:
+        summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return summary
 
 
-def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None) -> dict:
-    import stable_baselines3
+def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: bool) -> dict:
     import torch
     from stable_baselines3.common.callbacks import CallbackList, ProgressBarCallback
 
-    import nnc4rl
-    from nnc4rl.measure import measure_model_zip, measure_state_dict
-    from nnc4rl.sb3 import CompressionCallback
-
     torch.set_num_threads(spec.threads)
-    plan = TrainingPlan(
-        total_timesteps=spec.steps,
-        final_sparsity=float(spec.sparsity),
-        n_events=hyper["compression"]["n_events"],
-        quantize=spec.quantize,
-        bits=spec.bits,
-    )
+    plan = make_plan(spec, hyper)
     env, eval_env = make_envs(spec)
     try:
-        model = build_model(spec, hyper, env, plan)
-        evaluator = Evaluator(eval_env, hyper["evaluation"]["eval_episodes"], plan)
-        boundary: dict[str, dict] = {}  # evaluation point -> its evaluation row
-        measured_at: dict[str, dict] = {}  # evaluation point -> the evaluated network's tensors
-
-        def at_finetune_end(m) -> None:
-            boundary["finetune_end"] = evaluator.evaluate(m, m.num_timesteps)
-            measured_at["finetune_end"] = measure_state_dict(m.policy.state_dict(), None)
-
-        compression = CompressionCallback(plan, spec.distribution, at_finetune_end)
-        callbacks = [
-            _periodic_eval_callback(evaluator, hyper["evaluation"]["eval_freq"], plan),
-            compression,
-        ]
+        run = _Run(spec, hyper, plan, eval_env, ckpt, every)
+        model = run.resume(env) if resume else None
+        fresh = model is None
+        if fresh:
+            model = build_model(spec, hyper, env, plan)
+        callbacks = [run.compression, *_callbacks(run)]
         if progress if progress is not None else sys.stderr.isatty():
             callbacks.append(ProgressBarCallback())
-        start = time.perf_counter()
-        model.learn(plan.total_steps, callback=CallbackList(callbacks))
-        wall = time.perf_counter() - start
-        compression.finalize()
-        final = evaluator.evaluate(model, model.num_timesteps)
-        final_point = "qat_end" if spec.quantize else "finetune_end"
-        boundary[final_point] = final
+        callback = CallbackList(callbacks)
+        if model.num_timesteps < plan.T:  # stage 1: [0, T)
+            model.learn(plan.T - model.num_timesteps, callback=callback,
+                        reset_num_timesteps=fresh)  # fmt: skip
+        if "finetune_end" not in run.points:  # the fp32 network at T (finalized unless extending)
+            run.evaluate_point("finetune_end", model, None)
+            run.ptq_points(model)
+        final = "finetune_end"
+        if plan.extends:  # stage 2: [T, 1.2 T), QAT or the equal-length control
+            if model.num_timesteps < plan.total_steps:
+                model.learn(plan.total_steps - model.num_timesteps, callback=callback,
+                            reset_num_timesteps=False)  # fmt: skip
+            run.compression.finalize()
+            final = "qat_end" if plan.quantize else "extra_finetune_end"
+            run.evaluate_point(final, model, spec.bits if plan.quantize else None)
+        wall = run.wall_time()
         model.save(folder / "model.zip")
     finally:
         env.close()
         eval_env.close()
+    return _write_summary(spec, hyper, plan, run, model, folder, wall, final)
+
+
+def _write_summary(spec, hyper, plan, run: _Run, model, folder: Path, wall: float, final: str):
+    import stable_baselines3
+    import torch
+
+    import nnc4rl
+    from nnc4rl.measure import measure_model_zip
 
     measured = measure_model_zip(folder / "model.zip", spec.bits if spec.quantize else None)
-    measured_at[final_point] = measured
+    if run.points[final]["measured"]["network_sha256"] != measured["network_sha256"]:
+        raise RuntimeError("the saved model differs from the last evaluated network")
     summary = {
+        "schema": SCHEMA_VERSION,
         "algo": spec.algo,
         "env": spec.env,
         "arch": spec.arch,
@@ -318,21 +509,27 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
         "distribution": spec.distribution,
         "quantized": spec.quantize,
         "bits": spec.bits if spec.quantize else 32,
+        "extra_finetune": spec.extra_finetune,
         "T": spec.steps,
-        "total_timesteps": int(model.num_timesteps),
+        "total_steps": int(model.num_timesteps),
         "n_envs": spec.n_envs,
         "threads": spec.threads,
         "device": spec.device,
         "wall_time_s": wall,
         "measured_sparsity": measured["measured_sparsity"],
+        "network_sha256": measured["network_sha256"],
         "layer_sparsity": measured["layer_sparsity"],
         "size": measured["size"],
         "size_layers": measured["size_layers"],
+        "eval_seeds": run.evaluator.seeds,
         # each evaluation point with the size of the network evaluated there (fp32 at T)
         "eval": {
-            k: {f: v[f] for f in ("step", "mean", "std", "episodes")}
-            | {f: measured_at[k][f] for f in ("measured_sparsity", "params", "nnz", "size")}
-            for k, v in boundary.items()
+            name: {f: p["row"][f] for f in ("step", "phase", "mean", "std", "episodes", "returns")}
+            | {
+                f: p["measured"][f]
+                for f in ("measured_sparsity", "params", "nnz", "size", "network_sha256")
+            }  # fmt: skip
+            for name, p in sorted(run.points.items(), key=lambda kv: kv[1]["row"]["step"])
         },
         "plan": plan.to_dict(),
         "hyperparameters": hyper,
@@ -345,9 +542,11 @@ def _train_into(spec: RunSpec, hyper: dict, folder: Path, progress: bool | None)
     }
     if "quantization" in measured:
         summary["quantization"] = measured["quantization"]
-    _write_json(folder / "summary.json", summary)
-    with open(folder / "evaluations.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EVAL_FIELDS)
-        writer.writeheader()
-        writer.writerows(evaluator.rows)
+    validate_summary(summary)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    csv_text = io.StringIO()
+    writer = csv.DictWriter(csv_text, fieldnames=EVAL_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(run.evaluator.rows)
+    (folder / "evaluations.csv").write_text(csv_text.getvalue())
     return summary

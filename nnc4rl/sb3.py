@@ -2,15 +2,17 @@
 
 Which network is compressed:
 
-* SAC - the actor only (its MLP ``latent_pi``, the ``mu`` and ``log_std`` heads): only the actor
-  runs at inference. The critics stay dense fp32.
+* SAC - the actor only: only the actor runs at inference; the critics stay dense fp32. The
+  sparsity budget is spread over the deployed path ``latent_pi`` + ``mu`` (obs -> 256 -> 256 ->
+  act) and ``log_std`` is pruned to ``mu``'s density, as the authors do, so the network that
+  ships has exactly the target sparsity.
 * DQN - the Q-network (features extractor and head); its target network carries the same zeros
   and, during QAT, the same fake quantization.
 
 Usage on your own agent::
 
     model = SAC("MlpPolicy", "Hopper-v4")
-    plan = TrainingPlan(total_timesteps=100_000, final_sparsity=0.98, quantize=True)
+    plan = TrainingPlan(T=100_000, final_sparsity=0.98, quantize=True)
     model.learn(plan.total_steps, callback=CompressionCallback(plan))
     model.save("hopper_98_int8")  # pruned zeros and int8 grid values, loads with SAC.load
 
@@ -22,14 +24,14 @@ undone by the next ``train()``). The clock is ``model.num_timesteps``, so ``n_en
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
-from nnc4rl.plan import TrainingPlan
+from nnc4rl.plan import Phase, TrainingPlan
 from nnc4rl.pruning import Distribution, MaskSet, prunable_layers
 from nnc4rl.quant import bake_fake_quant, enable_fake_quant
 
@@ -43,6 +45,9 @@ class CompressedNetwork:
     :param layers: the Linear / Conv2d layers whose weights are pruned and quantized.
     :param mirrors: aligned layers of a copy that must match (the DQN target network) or ``[]``.
     :param optimizer: the optimizer that updates ``layers``.
+    :param tied: ``{layer index: anchor index}`` of layers pruned to their anchor's density
+        outside the sparsity budget: SAC's ``log_std`` follows ``mu`` (the authors' way), so the
+        deployed path ``latent_pi`` + ``mu`` has exactly the target sparsity.
     """
 
     prefix: str
@@ -50,6 +55,7 @@ class CompressedNetwork:
     layers: list[nn.Module]
     mirrors: list[nn.Module]
     optimizer: torch.optim.Optimizer
+    tied: dict[int, int] = field(default_factory=dict)
 
     @property
     def weight_keys(self) -> list[str]:
@@ -63,8 +69,10 @@ def compressed_network(model: BaseAlgorithm) -> CompressedNetwork:
 
     if isinstance(model, SAC):
         named = prunable_layers(model.actor)
+        names = [n for n, _ in named]
+        tied = {names.index("log_std"): names.index("mu")} if "log_std" in names else {}
         return CompressedNetwork(
-            "actor.", [n for n, _ in named], [m for _, m in named], [], model.actor.optimizer
+            "actor.", names, [m for _, m in named], [], model.actor.optimizer, tied
         )
     if isinstance(model, DQN):
         named = prunable_layers(model.q_net)
@@ -82,7 +90,10 @@ def compressed_network(model: BaseAlgorithm) -> CompressedNetwork:
 class CompressionCallback(BaseCallback):
     """Gradual magnitude pruning and QAT of an SB3 model, following a :class:`TrainingPlan`.
 
-    :param plan: the schedule; train for ``plan.total_steps`` env steps.
+    :param plan: the schedule; train for ``plan.total_steps`` env steps (in one ``learn`` call, or
+        in several with ``reset_num_timesteps=False``; nnc4rl's runner stops once at ``T`` so that
+        what SB3 derives from ``learn``'s total, e.g. DQN's exploration schedule, is measured on
+        ``T`` and a quantized run equals the unquantized run up to ``T``).
     :param distribution: how sparsity is spread across layers: ``global``, ``uniform`` or
         ``erdos_renyi`` (the paper's).
     :param on_finetune_end: called with the model once ``T`` steps are done, before QAT starts
@@ -91,8 +102,11 @@ class CompressionCallback(BaseCallback):
 
     When ``learn`` ends with ``num_timesteps >= plan.total_steps`` the callback finalizes the
     model (see :meth:`finalize`): the weights then hold the pruned zeros and, for a quantized
-    plan, the grid values, so the saved model is exactly the network that is evaluated.
-    A model saved mid-run and loaded again resumes with masks read from its zeros.
+    plan, the grid values, so the saved model is exactly the network that is evaluated; a later
+    ``learn`` with this callback is refused. A model saved mid-run and loaded again resumes with
+    masks read from its zeros (``learn(..., reset_num_timesteps=False)``; a reset clock is
+    refused, since it would restart the schedule on a pruned network). Sparsity and phase are
+    recorded through SB3's logger (``compression/*``), so TensorBoard shows them.
     """
 
     def __init__(
@@ -110,33 +124,39 @@ class CompressionCallback(BaseCallback):
         self.masks: MaskSet | None = None
         self.quantizing = False
         self.finalized = False
+        self.last_step = 0
         self._hook = None
 
     # -- SB3 callback interface -----------------------------------------------------------------
     def _init_callback(self) -> None:
-        if self.network is not None:  # a second learn() call on the same model
-            self._attach_hook()
-            return
-        self.network = compressed_network(self.model)
-        layers, mirrors = self.network.layers, self.network.mirrors
+        if self.finalized:
+            raise RuntimeError(
+                "this CompressionCallback already finalized the model (its plan is complete): "
+                "the weights are baked; train further with a new plan and callback"
+            )
         step = self.model.num_timesteps
-        if step > 0:  # resuming a saved model: its zeros are the masks
-            self.masks = MaskSet.from_zeros(layers, mirrors or None)
-            self.masks.sparsity = max(self.masks.sparsity, self.plan.sparsity_at(step))
-        else:
-            self.masks = MaskSet(layers, mirrors or None)
+        if self.network is None:
+            self.network = compressed_network(self.model)
+            net = self.network
+            # A loaded model's zeros are its masks; measured zeros win over the plan, so a
+            # pruning event that is due is still applied below (never skipped).
+            self.masks = MaskSet.from_zeros(net.layers, net.mirrors or None, net.tied)
+            if step == 0 and self.masks.sparsity > 0:
+                raise RuntimeError(
+                    f"the model already holds pruned weights (sparsity "
+                    f"{self.masks.sparsity:.4f}) but num_timesteps is 0: continue a run with "
+                    "learn(..., reset_num_timesteps=False), or start from a fresh model"
+                )
+        elif step < self.last_step:
+            raise RuntimeError(
+                f"num_timesteps went back from {self.last_step} to {step}: continue a run with "
+                "learn(..., reset_num_timesteps=False)"
+            )
         self._attach_hook()
-        self._prune_if_due(step)
-        if self.plan.quantizing_at(step):
-            self._start_qat()
+        self._follow_plan(step)
 
     def _on_step(self) -> bool:
-        step = self.num_timesteps
-        self._prune_if_due(step)
-        if self.plan.quantizing_at(step) and not self.quantizing:
-            if self.on_finetune_end is not None:
-                self.on_finetune_end(self.model)
-            self._start_qat()
+        self._follow_plan(self.num_timesteps)
         return True
 
     def _on_training_end(self) -> None:
@@ -144,6 +164,34 @@ class CompressionCallback(BaseCallback):
             self.finalize()
 
     # -- the method -------------------------------------------------------------------------------
+    def _follow_plan(self, step: int) -> None:
+        """Apply what the plan asks at ``step``: a due pruning event, then the start of QAT."""
+        self.last_step = step
+        target = self.plan.sparsity_at(step)
+        if target > self.masks.sparsity:
+            self.masks.prune_to(target, self.distribution)
+            if self.verbose and target == self.plan.final_sparsity:
+                print(f"step {step}: final sparsity {target:.4f} reached")
+        # QAT starts in a learn call that goes past T: a call that stops at T (the runner's first
+        # stage) may overshoot T by a rollout (DQN's train_freq) but still trains the fp32 net.
+        if (
+            self.plan.quantizing_at(step)
+            and not self.quantizing
+            and self.model._total_timesteps > self.plan.T
+        ):
+            if self.on_finetune_end is not None:
+                self.on_finetune_end(self.model)
+            self._start_qat()
+        self.logger.record("compression/sparsity", self.masks.sparsity)
+        self.logger.record("compression/phase", self.network_phase().value)
+
+    def network_phase(self) -> Phase:
+        """The phase that produced the current network: an evaluation's label. At ``T`` it is
+        the fp32 network (fine-tuning) until QAT starts, whatever the env count."""
+        if self.quantizing or (self.finalized and self.plan.quantize):
+            return Phase.QAT
+        return self.plan.phase_at(max(0, min(self.last_step, self.plan.T) - 1))
+
     def _attach_hook(self) -> None:
         if self._hook is None:
             self._hook = self.network.optimizer.register_step_post_hook(self._after_step)
@@ -152,18 +200,32 @@ class CompressionCallback(BaseCallback):
         if self.masks.sparsity > 0:
             self.masks.apply()
 
-    def _prune_if_due(self, step: int) -> None:
-        target = self.plan.sparsity_at(step)
-        if target > self.masks.sparsity:
-            self.masks.prune_to(target, self.distribution)
-            if self.verbose and target == self.plan.final_sparsity:
-                print(f"step {step}: final sparsity {target:.4f} reached")
-
     def _start_qat(self) -> None:
         enable_fake_quant(self.network.layers + self.network.mirrors, self.plan.bits)
         self.quantizing = True
         if self.verbose:
             print(f"step {self.num_timesteps}: {self.plan.bits}-bit QAT starts")
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What a checkpoint needs to continue exactly: the masks (not re-derived from zeros, which
+        a weight can also reach by chance), the current target sparsity, QAT on/off, the clock."""
+        return {
+            "masks": [m.clone() for m in self.masks.masks],
+            "sparsity": self.masks.sparsity,
+            "quantizing": self.quantizing,
+            "last_step": self.last_step,
+        }
+
+    def restore(self, model: BaseAlgorithm, state: dict) -> None:
+        """Bind to a model restored from a checkpoint and take over :meth:`state`'s values."""
+        self.network = compressed_network(model)
+        net = self.network
+        self.masks = MaskSet(net.layers, net.mirrors or None, net.tied)
+        self.masks.masks = [m.clone() for m in state["masks"]]
+        self.masks.sparsity = state["sparsity"]
+        self.quantizing = state["quantizing"]
+        self.last_step = state["last_step"]
 
     def finalize(self) -> None:
         """Write the final compressed weights into the model and detach from its optimizer.
@@ -184,5 +246,5 @@ class CompressionCallback(BaseCallback):
         self.finalized = True
 
     def measured_sparsity(self) -> float:
-        """Fraction of exact zeros over the pruned weights, read from the live tensors."""
+        """Fraction of exact zeros over the budgeted weights, read from the live tensors."""
         return self.masks.measured_sparsity()

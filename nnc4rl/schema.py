@@ -64,6 +64,7 @@ POINT_FIELDS: dict[str, type] = {
     "params": int,
     "nnz": int,
     "size": dict,
+    "network_sha256": str,  # of the evaluated network's tensors: equal means bit-identical
 }
 SUMMARY_FIELDS: dict[str, type] = {
     "schema": int,
@@ -83,6 +84,7 @@ SUMMARY_FIELDS: dict[str, type] = {
     "device": str,
     "wall_time_s": float,
     "measured_sparsity": float,
+    "network_sha256": str,
     "layer_sparsity": dict,
     "size": dict,
     "size_layers": list,
@@ -390,6 +392,7 @@ def make_summary_fixture(
             "params": params,
             "nnz": nnz,
             "size": _size(fp32, nnz, params, b),
+            "network_sha256": f"{seed:02d}{name}".ljust(64, "0")[:64],
         }
     hyper = {
         "sb3": {"learning_starts": 10},
@@ -415,6 +418,7 @@ def make_summary_fixture(
         "device": "cpu",
         "wall_time_s": 1.0,
         "measured_sparsity": float(target_sparsity),
+        "network_sha256": evals["qat_end" if quantized else "finetune_end"]["network_sha256"],
         "layer_sparsity": {"latent_pi.0": float(target_sparsity)},
         "size": _size(fp32, nnz, params, qbits),
         "size_layers": [],

@@ -111,3 +111,22 @@ def test_gradual_pruning_never_regrows_and_biases_untouched():
     for layer, b in zip(layers, biases, strict=True):
         assert torch.equal(layer.bias, b)
         assert (layer.weight[~masks.masks[layers.index(layer)]] == 0).all()
+
+
+def test_tied_layer_follows_its_anchor_outside_the_budget():
+    """SAC's log_std head is pruned to mu's density; the budget covers the other layers only."""
+    torch.manual_seed(0)
+    shapes = [(256, 17), (256, 256), (6, 256), (6, 256)]  # latent_pi.0, latent_pi.2, mu, log_std
+    weights = [torch.randn(s) for s in shapes]
+    masks = magnitude_masks(weights, 0.98, "erdos_renyi", tied={3: 2})
+    deployed = sum(int(m.sum()) for m in masks[:3])
+    assert deployed == sum(
+        round(d * math.prod(s))
+        for d, s in zip(erdos_renyi_densities(shapes[:3], 0.98), shapes[:3], strict=True)
+    )
+    assert 1 - deployed / sum(math.prod(s) for s in shapes[:3]) == pytest.approx(0.98, abs=2e-5)
+    assert int(masks[3].sum()) == int(masks[2].sum())  # same shape, same density
+    kept = weights[3].abs()[masks[3]]
+    assert kept.min() >= weights[3].abs()[~masks[3]].max()  # by magnitude
+    with pytest.raises(ValueError, match="anchor"):
+        magnitude_masks(weights, 0.5, "global", tied={3: 3})

@@ -375,7 +375,12 @@ def _without_loss_claim(
     verdict = _combine(per_env, missing)
     if missing:
         why.append(f"not run at this profile: {', '.join(missing)}")
-    return "; ".join(ours) or "not run", verdict, "; ".join(why) + "."
+    checked = any(v == NOT_AT_SCALE for v in per_env.values())
+    return (
+        "; ".join(ours) or ("pipeline check only" if checked else "not run"),
+        verdict,
+        ("; ".join(why) + "."),
+    )
 
 
 def _measurable(runs: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
@@ -394,7 +399,8 @@ def _beats_claim(
     note = f" ({', '.join(skipped)}: pipeline check, left out)" if skipped else ""
     if c.empty or c["n"].max() < MIN_SEEDS:
         what = "no paired runs" if c.empty else f"fewer than {MIN_SEEDS} paired seeds"
-        return "not run", NOT_AT_SCALE, f"{what} of pruned + quantized and {claim.reference}{note}."
+        ours = "pipeline check only" if skipped and c.empty else "not run"
+        return ours, NOT_AT_SCALE, f"{what} of pruned + quantized and {claim.reference}{note}."
     where = ", ".join(sorted({e.replace("NoFrameskip-v4", "") for e in c["env"]}))
     if dense_ref:
         c = c[c["n"] >= MIN_SEEDS]

@@ -110,6 +110,7 @@ def test_claims_at_a_pipeline_check_are_not_measurable():
     runs = _lossy_runs(qat_gain=0.02)
     table = readings.claims_table(runs, {"fig4": "pipeline check: untrained agents"})
     assert set(table["verdict"]) == {NOT_AT_SCALE}
+    assert _verdict(table, "even for HalfCheetah")["ours"] == "pipeline check only"
     empty = readings.claims_table(runs.iloc[0:0], {"fig4": ""})
     assert set(empty["verdict"]) == {NOT_AT_SCALE}
 

@@ -9,7 +9,7 @@ Typical use on your own agent::
     from nnc4rl import CompressionCallback, TrainingPlan
 
     model = SAC("MlpPolicy", "Hopper-v4")
-    plan = TrainingPlan(total_timesteps=100_000, final_sparsity=0.98, quantize=True)
+    plan = TrainingPlan(T=100_000, final_sparsity=0.98, quantize=True)
     model.learn(plan.total_steps, callback=CompressionCallback(plan))
     model.save("hopper_98_int8")
 """

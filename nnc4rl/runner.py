@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from nnc4rl.atomic import atomic_dir
+from nnc4rl.atomic import atomic_dir, remove_dead_partials
 from nnc4rl.config import (
     ConfigError,
     apply_overrides,
@@ -444,6 +444,7 @@ def train(
             "arguments) to continue it, or delete it"
         )
     spec, hyper = resolve(spec)
+    remove_dead_partials(out.parent, out.name)  # left by a killed attempt at this run
     with atomic_dir(out) as tmp:
         summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnc4rl.atomic import atomic_dir, write_atomic
+from nnc4rl.atomic import atomic_dir, remove_dead_partials, write_atomic
 from nnc4rl.schema import (
     REQUIRED_FILES,
     SCHEMA_VERSION,
@@ -48,7 +47,6 @@ if TYPE_CHECKING:  # the runner pulls in SB3; reading a store must not
 __all__ = ["REQUIRED_FILES", "CorruptRunError", "RunStore", "RunTask", "execute", "run_id",
            "run_key", "data_root", "repo_root", "checkpoint_dir", "store_visible"]  # fmt: skip
 
-PARTIAL = re.compile(r"^\.(?P<id>.+)\.partial-(?P<pid>\d+)-")
 STORE_ID = ".store-id"
 
 
@@ -175,15 +173,7 @@ class RunStore:
 
     def clean_partials(self) -> list[Path]:
         """Remove temporary folders left by killed writers (whose process is gone)."""
-        removed = []
-        if not self.root.is_dir():
-            return removed
-        for entry in self.root.iterdir():
-            m = PARTIAL.match(entry.name)
-            if m and entry.is_dir() and not _alive(int(m["pid"])):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-        return removed
+        return remove_dead_partials(self.root)
 
     def commit(self, rid: str, files: dict[str, bytes], force: bool = False) -> bool:
         """Write ``files`` as the run ``rid`` atomically, after checking them with
@@ -203,21 +193,6 @@ class RunStore:
             except CorruptRunError as err:  # name the folder it was to become
                 raise CorruptRunError(str(err).replace(str(tmp), str(self.path(rid)))) from None
         return True
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` is running (a zombie, killed but not yet reaped, is not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _policy_artifact(run_folder: Path) -> bytes:

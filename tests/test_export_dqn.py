@@ -91,3 +91,18 @@ def test_nature_cnn_evaluation_returns_are_equal(cnn):
 
     reference = episode_returns(cnn["model"], make_env, 1)
     assert episode_returns(cnn["policies"]["npz"], make_env, 1) == reference
+
+
+def test_resnet_integer_c_is_bit_exact(resnet, tmp_path):
+    """The integer path through residual adds, max-pools and padded convs: C == numpy."""
+    import numpy as np
+
+    from nnc4rl.export.integer import IntegerPolicy, calibrate
+
+    art = calibrate(resnet["art"], resnet["obs"])
+    c_path, _ = save_c(art, tmp_path / "q.c", integer=True)
+    c = CPolicy(art, compile_shared(c_path, tmp_path / "q.so"), integer=True)
+    ref = IntegerPolicy(art)
+    np.testing.assert_array_equal(c.accumulators(resnet["obs"]), ref.accumulators(resnet["obs"]))
+    float_q = resnet["policies"]["npz"].outputs(resnet["obs"])
+    assert np.abs(ref.outputs(resnet["obs"]) - float_q).max() < 0.05 * np.abs(float_q).max()

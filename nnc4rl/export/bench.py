@@ -195,3 +195,64 @@ def format_table(rows: list[dict]) -> str:
             f"{t / lat['onnxruntime']:8.1f} {t / lat['c']:8.1f} {fp['flash']:10d} {fp['ram']:8d}"
         )
     return "\n".join(lines)
+
+
+def cnn_latencies(sparsity: float = 0.95, calls: int = 100, arch: str = "cnn") -> dict:
+    """Batch-1 latency (median us) of a pruned int8 Atari Q-network: torch (dense fp32, 1
+    thread) against the C export with each layer in its smallest encoding (sparse-aware conv
+    loops) and the same network's C with every layer dense, for both arithmetic paths.
+
+    :returns: ``latency_us`` per backend, ``macs`` (dense) and ``nnz_macs`` (non-zero weights
+        times output positions), and the measured sparsity.
+    """
+    import torch
+
+    from nnc4rl.export.c_export import CPolicy, compile_shared, save_c
+    from nnc4rl.export.integer import calibrate
+    from nnc4rl.export.verify import record_observations
+    from nnc4rl.runner import RunSpec, make_envs
+
+    torch.set_num_threads(1)
+    dense, model = atari_dqn(sparsity, arch)
+    art = artifact_from_sb3(model, bits=8)
+    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch=arch))
+    frames = record_observations(model, env, n=8, every=5, random_prob=0.5)
+    env.close()
+    int_art = calibrate(art, frames)
+    obs = frames[:1]
+    x = torch.from_numpy(obs).permute(0, 3, 1, 2).float() / 255.0
+    q_net = dense.q_net.eval()
+
+    def run_torch():
+        with torch.inference_mode():
+            q_net(x)
+
+    lat = {"torch_dense_fp32": _median_us(run_torch, calls, warmup=10)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, a, integer, enc in (("c_fp32", art, False, None),
+                                      ("c_fp32_dense", art, False, "dense"),
+                                      ("c_int8", int_art, True, None),
+                                      ("c_int8_dense", int_art, True, "dense")):  # fmt: skip
+            c_path, _ = save_c(a, Path(tmp) / f"{name}.c", integer=integer, encoding=enc)
+            policy = CPolicy(a, compile_shared(c_path, Path(tmp) / f"{name}.so"), integer=integer)
+            lat[name] = _median_us(lambda p=policy: p.outputs(obs), calls, warmup=10)
+    shapes = art.activation_shapes()
+    macs = nnz_macs = 0
+    for op, s_out in zip(art.ops, shapes[1:], strict=True):
+        if op["op"] in ("linear", "conv2d"):
+            layer, positions = art.layers[op["layer"]], int(np.prod(s_out[1:])) or 1
+            macs += layer.codes.size * positions
+            nnz_macs += layer.nnz * positions
+    return {"sparsity": art.sparsity(), "latency_us": lat, "macs": macs, "nnz_macs": nnz_macs}
+
+
+def format_cnn(r: dict) -> str:
+    lat, t = r["latency_us"], r["latency_us"]["torch_dense_fp32"]
+    lines = [f"Nature CNN (Pong), sparsity {r['sparsity']:.3f}, batch 1, 1 thread: "
+             f"{r['nnz_macs'] / 1e6:.2f} M of {r['macs'] / 1e6:.2f} M MACs left "
+             f"({r['macs'] / r['nnz_macs']:.1f}x fewer)"]  # fmt: skip
+    for k, v in lat.items():
+        lines.append(f"  {k:18s} {v:10.1f} us   torch / this {t / v:5.2f}x")
+    lines.append(f"  sparse vs dense C: fp32 {lat['c_fp32_dense'] / lat['c_fp32']:.2f}x, "
+                 f"int8 {lat['c_int8_dense'] / lat['c_int8']:.2f}x faster")  # fmt: skip
+    return "\n".join(lines)

@@ -96,3 +96,34 @@ def calibrate_on_evaluation(
     provenance = {"env": run["env"], "episodes": episodes, "seeds": run["seeds"],
                   "steps": int(sum(run["lengths"]))}  # fmt: skip
     return calibrate(art, obs, provenance)
+
+
+def integer_vs_trained(
+    art: Artifact, episodes: int = 3, env: str | None = None, seed: int | None = None,
+    calibration_episodes: int = 3,
+) -> dict[str, Any]:  # fmt: skip
+    """Returns of the full-integer policy beside the trained network's on the same paired
+    evaluation episodes, and the per-observation action error on the trained policy's states.
+
+    The trained network is the weight-only artifact (the fake-quant network's arithmetic, equal
+    to it up to float rounding). ``art`` is calibrated first unless it already is.
+
+    :returns: ``trained`` and ``integer`` (per-episode returns), ``seeds``, ``action_error``
+        (``max`` and ``mean`` |a_int - a_trained| over the observations, env units) and ``n``.
+    """
+    from nnc4rl.export.inference import ArtifactPolicy
+    from nnc4rl.export.integer import IntegerPolicy
+
+    if art.integer is None:
+        art = calibrate_on_evaluation(art, calibration_episodes, env, seed)
+    trained = play(ArtifactPolicy(art), art, episodes, env, seed, record=True)
+    integer = play(IntegerPolicy(art), art, episodes, env, seed)
+    obs = trained.pop("observations")
+    a_int, _ = IntegerPolicy(art).predict(obs)
+    a_fp, _ = ArtifactPolicy(art).predict(obs)
+    diff = np.abs(np.asarray(a_int, np.float64) - np.asarray(a_fp, np.float64))
+    error = {"max": float(diff.max()), "mean": float(diff.mean())}
+    if art.head["kind"] == "argmax":
+        error = {"disagree": float(np.mean(diff > 0))}
+    return {"trained": trained["returns"], "integer": integer["returns"], "seeds": trained["seeds"],
+            "action_error": error, "n": len(obs)}  # fmt: skip

@@ -28,9 +28,7 @@ def timed_run(steps: int, compressed: bool, seed: int) -> float:
     model = SAC("MlpPolicy", "Hopper-v4", learning_starts=100, seed=seed, device="cpu")
     callback = None
     if compressed:
-        plan = TrainingPlan(
-            T=5 * steps // 6, final_sparsity=0.98, n_events=600, quantize=True
-        )
+        plan = TrainingPlan(T=5 * steps // 6, final_sparsity=0.98, n_events=600, quantize=True)
         assert plan.total_steps == steps
         callback = CompressionCallback(plan)
     start = time.perf_counter()

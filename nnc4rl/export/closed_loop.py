@@ -15,16 +15,12 @@ import numpy as np
 
 from nnc4rl.export.model import Artifact, ArtifactError
 
-EVAL_SEED_OFFSET = 10_000
-
 
 def evaluation_seeds(seed: int, episodes: int) -> list[int]:
-    """Reset seeds of a run's paired evaluation episodes (the runner's, where it has them)."""
-    try:
-        from nnc4rl.runner import evaluation_seeds as runner_seeds
-    except ImportError:
-        return [seed + EVAL_SEED_OFFSET + i for i in range(episodes)]
-    return list(runner_seeds(seed, episodes))
+    """Reset seeds of a run's paired evaluation episodes: the runner's own list."""
+    from nnc4rl.runner import evaluation_seeds as runner_seeds
+
+    return runner_seeds(seed, episodes)
 
 
 def _spec(art: Artifact, env: str | None, seed: int | None):

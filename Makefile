@@ -44,12 +44,15 @@ test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/*.ipynb
 
-# The main job: run every notebook in notebooks/ headless (papermill) at profile $(PROFILE); the
-# sweep inside each notebook trains only the runs missing from data/runs/$(PROFILE)/. Executed
-# copies go to notebooks/executed/$(PROFILE)/, figures to figures/$(PROFILE)/, tables to
-# data/tables/$(PROFILE)/. PROFILE=smoke retrains everything in a few minutes; PROFILE=paper is
-# for a cluster: make reproduce PROFILE=paper EXECUTOR=ray ADDRESS=HOST:PORT.
+# The main job: run every notebook in notebooks/ headless (papermill) at profile $(PROFILE).
+# Executed copies go to notebooks/executed/$(PROFILE)/, figures to figures/$(PROFILE)/, tables to
+# data/tables/$(PROFILE)/. With TRAIN=True the sweep inside each notebook trains the runs missing
+# from data/runs/$(PROFILE)/; with TRAIN=False the notebooks read only the stored runs. TRAIN
+# defaults to True only for PROFILE=smoke (minutes), so `make reproduce PROFILE=mini` redraws
+# from the shipped runs and never starts the hours-long sweep (TRAIN=True continues it);
+# PROFILE=paper is for a cluster: make reproduce PROFILE=paper TRAIN=True EXECUTOR=ray ADDRESS=...
 PROFILE ?= smoke
+TRAIN ?= $(if $(filter smoke,$(PROFILE)),True,False)
 EXECUTOR ?= local
 ADDRESS ?=
 WORKERS ?=
@@ -70,7 +73,7 @@ reproduce: setup
 		echo "== $$nb ($(PROFILE))"; \
 		$(BIN)/papermill --cwd notebooks --kernel python3 "$$nb" \
 			"notebooks/executed/$(PROFILE)/$$(basename $$nb)" \
-			-p profile $(PROFILE) -p executor $(EXECUTOR) \
+			-p profile $(PROFILE) -p train_missing $(TRAIN) -p executor $(EXECUTOR) \
 			$(if $(ADDRESS),-p address $(ADDRESS)) $(if $(WORKERS),-p workers $(WORKERS)); \
 	done
 

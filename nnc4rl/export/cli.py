@@ -26,7 +26,8 @@ def register(subparsers) -> None:
                    help="grid bit width (default: from summary.json, else detected)")  # fmt: skip
     p.add_argument("--integer", action="store_true",
                    help="full-integer path: int8 activations calibrated on the policy's own "
-                   "evaluation episodes (npz: stores the scales; c: int8/int32 code)")  # fmt: skip
+                   "evaluation episodes (npz: stores the scales; onnx: integer operators; c: int8/int32 "
+                   "code)")  # fmt: skip
     p.add_argument("--calibration-episodes", type=positive_int, default=3, metavar="N",
                    help="paired evaluation episodes played to calibrate (default 3)")  # fmt: skip
     p.add_argument("--env", default=None, help="env id (default: the run's summary.json)")
@@ -51,8 +52,6 @@ def run_export(args: argparse.Namespace) -> int:
         )
     if args.prefix is not None and args.format != "c":
         raise ArtifactError("--prefix only applies to --format c")
-    if args.integer and args.format == "onnx":
-        raise ArtifactError("--integer is not available for --format onnx: use npz or c")
     prefix = check_prefix(args.prefix or DEFAULT_PREFIX)
     art = artifact_from_path(args.source, args.bits)
     if args.integer and art.integer is None:
@@ -65,7 +64,7 @@ def run_export(args: argparse.Namespace) -> int:
         elif args.format == "onnx":
             from nnc4rl.export.onnx_export import save_onnx
 
-            written = [(args.out, save_onnx(art, args.out))]
+            written = [(args.out, save_onnx(art, args.out, integer=args.integer))]
         else:
             from nnc4rl.export.c_export import save_c
 

@@ -228,7 +228,8 @@ def _ray(
     started = False
     if not ray.is_initialized():
         try:
-            ray.init(address=address, num_cpus=None if address else workers,
+            # without --address a new local instance, never whatever cluster runs nearby
+            ray.init(address=address or "local", num_cpus=None if address else workers,
                      include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
         except Exception as err:

@@ -45,9 +45,17 @@ def test_smoke_touches_every_code_path():
 
 
 def test_mini_is_the_cpu_study():
-    fig4 = load_profile("mini").groups[0]
-    assert (fig4.envs, fig4.T, fig4.seeds) == (("HalfCheetah-v4",), 100_000, 3)
-    assert fig4.sparsities == (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99) and fig4.quantize
+    """The issue's study: HalfCheetah, T = 1e5, 5 seeds, dense + the paper's sparsities with
+    8-bit QAT, and the controls (equal length, 4-bit QAT) at 0.9 and 0.98 with the same seeds."""
+    main, equal, qat4 = load_profile("mini").select("fig4")
+    assert (main.envs, main.T, main.seeds) == (("HalfCheetah-v4",), 100_000, 5)
+    assert main.sparsities == (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+    assert main.quantize and main.bits == 8 and not main.label
+    assert equal.extra_finetune and not equal.quantize and qat4.quantize and qat4.bits == 4
+    for control in (equal, qat4):
+        assert set(control.sparsities) == {0.9, 0.98}
+        assert (control.envs, control.T, control.seeds) == (main.envs, main.T, main.seeds)
+        assert control.overrides == main.overrides  # same evaluation: paired with the main runs
 
 
 # -- validation: every typo is one ConfigError line naming the value and what is allowed -------
@@ -143,7 +151,8 @@ def test_train_steps_and_hyperparameters_agree_with_the_runner(name):
     from nnc4rl.runner import RunSpec, resolve
 
     for g in load_profile(name).groups:
-        assert g.train_steps == TrainingPlan(g.T, quantize=g.quantize).total_steps
+        plan = TrainingPlan(g.T, quantize=g.quantize, extra_finetune=g.extra_finetune)
+        assert g.train_steps == plan.total_steps
         for arch in g.archs:
             spec = RunSpec(**(g.cells()[0] | {"arch": arch}))
             assert g.hyperparameters(arch) == resolve(spec)[1]

@@ -54,7 +54,7 @@ def test_a_node_lost_mid_sweep(tmp_path, monkeypatch):
             time.sleep(0.1)
         assert thread.is_alive() and not RunStore(root).run_ids(), "runs ended before the kill"
         cluster.remove_node(doomed, allow_graceful=False)
-        thread.join(timeout=150)
+        thread.join(timeout=600)  # the lost node's run is retried: slow on a busy machine
         assert not thread.is_alive()
     finally:
         ray.shutdown()

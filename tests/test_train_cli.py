@@ -22,8 +22,10 @@ model = (SAC if algo == "sac" else DQN).load(path, device="cpu")
 sd = model.policy.state_dict()
 prefix = "actor." if algo == "sac" else "q_net."
 out = {"zeros": 0, "numel": 0, "max_levels": 0, "max_code": 0, "max_offgrid": 0.0, "target_zeros": 0}
-for k, w in sd.items():
+for k, w in sd.items():  # the deployed network: SAC's log_std head only serves exploration
     if not (k.startswith(prefix) and k.endswith(".weight") and w.dim() in (2, 4)):
+        continue
+    if k.startswith("actor.log_std."):
         continue
     out["zeros"] += int((w == 0).sum()); out["numel"] += w.numel()
     if algo == "dqn":

@@ -55,6 +55,12 @@ def _neighbours(x: np.float32, n: int = 3) -> list[np.float32]:
     return out
 
 
+def _is(module, cls: type) -> bool:
+    """``isinstance``, or the same class by name: a model.zip carries nnc4rl's network classes
+    by value (so plain SB3 loads it), and loading it makes new class objects of the same name."""
+    return isinstance(module, cls) or type(module).__qualname__ == cls.__qualname__
+
+
 class _Tracer:
     """Turns the modules of an SB3 network into artifact ops and layers (forward order)."""
 
@@ -141,12 +147,12 @@ class _Tracer:
             self.ops.append({"op": "flatten"})
         elif isinstance(m, nn.MaxPool2d):
             self._maxpool(m)
-        elif isinstance(m, ResidualBlock):
+        elif _is(m, ResidualBlock):
             self._residual(m)
-        elif isinstance(m, ImpalaStage):  # conv -> maxpool -> res0 -> res1
+        elif _is(m, ImpalaStage):  # conv -> maxpool -> res0 -> res1
             for child in (m.conv, m.pool, m.res0, m.res1):
                 self.visit(child)
-        elif isinstance(m, ImpalaCNN) or type(m).__name__ == "NatureCNN":
+        elif _is(m, ImpalaCNN) or type(m).__name__ == "NatureCNN":
             self.visit(m.cnn)  # cnn Sequential then linear Sequential
             self.visit(m.linear)
         elif type(m).__name__ == "FlattenExtractor":

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_sweep import write_tiny
 
 from nnc4rl.export.closed_loop import (
     TABLE_COLUMNS,
@@ -20,44 +21,26 @@ from nnc4rl.sweep import sweep
 
 pytestmark = pytest.mark.xdist_group("closed-loop-table")
 
-# Two tiny quantized SAC Hopper runs that keep their policy (a profile written for the test).
-PROFILE = """\
-name: cltiny
-description: tiny SAC runs for the closed-loop table test
-memory: little
-groups:
-  - name: mujoco
-    figure: fig4
-    algo: sac
-    envs: [Hopper-v4]
-    archs: [mlp]
-    sparsities: [0.0, 0.5]
-    quantize: true
-    seeds: 1
-    T: 40
-    keep_policy: true
-    overrides: {learning_starts: 10, eval_freq: 20, eval_episodes: 2, n_events: 2, batch_size: 8}
-"""
+# Two tiny quantized SAC Hopper runs that keep their policy: the sweep tests' profile.
+PROFILE = "tiny"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("cl")
-    (root / "profiles").mkdir()
-    (root / "profiles" / "cltiny.yml").write_text(PROFILE)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NNC4RL_PROFILES", str(root / "profiles"))
-        sweep("cltiny", data=root / "data", workers=1, progress=False)
+        mp.setenv("NNC4RL_PROFILES", str(write_tiny(root / "profiles", eval_episodes=2)))
+        sweep(PROFILE, data=root / "data", workers=1, progress=False)
         yield root / "data"
 
 
 def test_closed_loop_table_of_a_run_store(store, monkeypatch, tmp_path):
     monkeypatch.setenv("NNC4RL_PROFILES", str(store.parent / "profiles"))
-    runs = RunStore(store / "runs" / "cltiny")
+    runs = RunStore(store / "runs" / PROFILE)
     ids = runs.run_ids()
     assert len(ids) == 2
     (runs.path(ids[1]) / "policy.npz").unlink()  # a run without its policy has no row
-    table = closed_loop_table("cltiny", data=store)
+    table = closed_loop_table(PROFILE, data=store)
     assert list(table.columns) == TABLE_COLUMNS and table["run_id"].tolist() == [ids[0]]
     row = table.iloc[0]
     summary = json.loads((runs.path(ids[0]) / "summary.json").read_text())
@@ -75,8 +58,8 @@ def test_closed_loop_table_of_a_run_store(store, monkeypatch, tmp_path):
     )
     assert np.isnan(row["greedy_disagree"]) and row["observations"] > 0 and row["current"]
     # the table as the notebook writes it, and its sentence
-    path = write_closed_loop_table("cltiny", table, data=tmp_path)
-    assert path == tmp_path / "tables" / "cltiny" / "integer_closed_loop.csv"
+    path = write_closed_loop_table(PROFILE, table, data=tmp_path)
+    assert path == tmp_path / "tables" / PROFILE / "integer_closed_loop.csv"
     back = pd.read_csv(path)
     assert back["run_id"].tolist() == [ids[0]]
     assert back["integer_return"].iloc[0] == pytest.approx(row["integer_return"], rel=1e-5)

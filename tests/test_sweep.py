@@ -40,15 +40,18 @@ groups:
     T: {T}
     keep_policy: true
     checkpoint_every: {every}
-    overrides: {{learning_starts: 10, eval_freq: {eval_freq}, eval_episodes: 1, n_events: 2,
-                batch_size: 8}}
+    overrides: {{learning_starts: 10, eval_freq: {eval_freq}, eval_episodes: {eval_episodes},
+                n_events: 2, batch_size: 8}}
 """
 
 
-def write_tiny(folder: Path, sparsities=(0.0, 0.5), T=40, every=20, extra="") -> Path:
+def write_tiny(
+    folder: Path, sparsities=(0.0, 0.5), T=40, every=20, extra="", eval_episodes=1
+) -> Path:
     """Write the profile ``tiny`` into ``folder`` (found through ``$NNC4RL_PROFILES``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = TINY.format(sparsities=list(sparsities), T=T, every=every, eval_freq=max(20, T // 2))
+    text = TINY.format(sparsities=list(sparsities), T=T, every=every, eval_freq=max(20, T // 2),
+                       eval_episodes=eval_episodes)  # fmt: skip
     (folder / "tiny.yml").write_text(text + extra)
     return folder
 
@@ -157,7 +160,8 @@ def test_local_sweep_reuses_forces_and_repairs(tiny, tmp_path, capsys):
 
 
 def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
-    bad = TINY.split("groups:\n")[1].format(sparsities=[0.5], T=40, every=20, eval_freq=20)
+    bad = TINY.split("groups:\n")[1].format(sparsities=[0.5], T=40, every=20, eval_freq=20,
+                                            eval_episodes=1)  # fmt: skip
     bad = bad.replace("name: mujoco", "name: bad").replace("n_events: 2", "target_entropy: x")
     folder = write_tiny(tmp_path / "profiles", sparsities=(0.5,), extra=bad)
     monkeypatch.setenv("NNC4RL_PROFILES", str(folder))

@@ -233,7 +233,7 @@ def test_ray_executor_on_a_local_instance(tiny, tmp_path):
     pytest.importorskip("ray")
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         result = sweep("tiny", executor="ray", data=tmp_path, progress=False)
     finally:

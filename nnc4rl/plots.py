@@ -378,10 +378,14 @@ def training_scheme(plan: TrainingPlan, title: str) -> plt.Figure:
 
 
 def save(fig: plt.Figure, profile: str, name: str, root: str | Path | None = None) -> list[Path]:
-    """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf``; returns the paths."""
+    """Save ``fig`` as ``figures/<profile>/<name>.png`` and ``.pdf``; returns the paths.
+
+    The files carry no creation date, so redrawing a figure from the same data gives the same
+    bytes and a shipped figure stays unchanged in git.
+    """
     folder = Path(root or repo_root() / "figures") / profile
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None})
     return paths

@@ -121,3 +121,20 @@ def test_aggregate_estimates_match_stats():
     xs = [g["return_mean"].to_numpy() for _, g in pq.groupby("sparsity")]
     ys = [g["return_mean"].to_numpy() for _, g in pr.groupby("sparsity")]
     assert estimate == pytest.approx(stats.probability_of_improvement(xs, ys), abs=5e-4)
+
+
+def test_a_redrawn_figure_has_the_same_bytes(tmp_path, monkeypatch):
+    """Shipped figures stay unchanged in git when `make reproduce` redraws them from the data,
+    on another day (matplotlib reads the date from SOURCE_DATE_EPOCH when it is set)."""
+    import matplotlib.pyplot as plt
+
+    from nnc4rl.plots import save
+
+    contents = []
+    for day in (1, 2):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", str(day * 86_400))
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [3, 1, 2])
+        contents.append([p.read_bytes() for p in save(fig, "p", "f", root=tmp_path)])
+        plt.close(fig)
+    assert contents[0] == contents[1]

@@ -263,10 +263,15 @@ class Evaluator:
         :param phase: the phase that produced the evaluated network (its label in the curve).
         """
         returns = self.returns(model)
-        row = {"step": step, "phase": phase, "mean": float(np.mean(returns)),
-               "std": float(np.std(returns)), "episodes": len(returns)}  # fmt: skip
+        row = self.row(step, phase, returns)
         self.rows.append(row)
         return row | {"returns": returns}
+
+    @staticmethod
+    def row(step: int, phase: str, returns: list[float]) -> dict[str, Any]:
+        """The learning-curve row (:data:`nnc4rl.schema.EVAL_COLUMNS`) of one evaluation."""
+        return {"step": step, "phase": phase, "mean": float(np.mean(returns)),
+                "std": float(np.std(returns)), "episodes": len(returns)}  # fmt: skip
 
 
 def evaluate_returns(model, spec: RunSpec, episodes: int) -> list[float]:
@@ -400,9 +405,8 @@ class _Run:
             with torch.no_grad():
                 for layer, w in zip(layers, kept, strict=True):
                     layer.weight.copy_(w)
-            row = {"step": model.num_timesteps, "phase": self.compression.network_phase().value,
-                   "mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                   "episodes": len(returns), "returns": returns}  # fmt: skip
+            phase = self.compression.network_phase().value
+            row = Evaluator.row(model.num_timesteps, phase, returns) | {"returns": returns}
             self.points[f"ptq{bits}"] = {"row": row, "measured": measured}
 
 

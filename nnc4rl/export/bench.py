@@ -22,6 +22,22 @@ from nnc4rl.size import index_bytes
 SPARSITIES = (0.0, 0.9, 0.98, 0.99)
 
 
+def _prune_and_quantize(module, sparsity: float, bits: int) -> None:
+    """Erdos-Renyi magnitude pruning to ``sparsity`` (if > 0), then ``bits``-bit PTQ, in place."""
+    import torch
+
+    from nnc4rl.pruning import magnitude_masks, prunable_layers
+    from nnc4rl.quant import post_training_quantize
+
+    layers = [m for _, m in prunable_layers(module)]
+    if sparsity > 0:
+        masks = magnitude_masks([m.weight for m in layers], sparsity, "erdos_renyi")
+        with torch.no_grad():
+            for m, mask in zip(layers, masks, strict=True):
+                m.weight.mul_(mask)
+    post_training_quantize(module, bits)
+
+
 def hopper_sized_sac(sparsity: float, bits: int = 8, seed: int = 0):
     """``(dense fp32 SAC model, compressed SAC model)`` on Hopper-v4, actor net_arch [256, 256]."""
     import copy
@@ -29,20 +45,11 @@ def hopper_sized_sac(sparsity: float, bits: int = 8, seed: int = 0):
     import torch
     from stable_baselines3 import SAC
 
-    from nnc4rl.pruning import magnitude_masks, prunable_layers
-    from nnc4rl.quant import post_training_quantize
-
     torch.manual_seed(seed)
     dense = SAC("MlpPolicy", "Hopper-v4", buffer_size=1, seed=seed, device="cpu",
                 policy_kwargs={"net_arch": [256, 256]})  # fmt: skip
     model = copy.deepcopy(dense)
-    layers = [m for _, m in prunable_layers(model.actor)]
-    if sparsity > 0:
-        masks = magnitude_masks([m.weight for m in layers], sparsity, "erdos_renyi")
-        with torch.no_grad():
-            for m, mask in zip(layers, masks, strict=True):
-                m.weight.mul_(mask)
-    post_training_quantize(model.actor, bits)
+    _prune_and_quantize(model.actor, sparsity, bits)
     return dense, model
 
 
@@ -58,8 +65,6 @@ def atari_dqn(sparsity: float, arch: str = "cnn", bits: int = 8, seed: int = 0):
     from stable_baselines3 import DQN
 
     from nnc4rl.networks import ARCH_PRESETS, ImpalaCNN
-    from nnc4rl.pruning import magnitude_masks, prunable_layers
-    from nnc4rl.quant import post_training_quantize
     from nnc4rl.runner import RunSpec, make_envs
 
     torch.manual_seed(seed)
@@ -74,13 +79,7 @@ def atari_dqn(sparsity: float, arch: str = "cnn", bits: int = 8, seed: int = 0):
     train_env.close()
     dense.env = None  # a closed VecEnv; it does not deep-copy
     model = copy.deepcopy(dense)
-    layers = [m for _, m in prunable_layers(model.q_net)]
-    if sparsity > 0:
-        masks = magnitude_masks([m.weight for m in layers], sparsity, "erdos_renyi")
-        with torch.no_grad():
-            for m, mask in zip(layers, masks, strict=True):
-                m.weight.mul_(mask)
-    post_training_quantize(model.q_net, bits)
+    _prune_and_quantize(model.q_net, sparsity, bits)
     return dense, model
 
 

@@ -52,12 +52,10 @@ def maxpool(x: np.ndarray, kernel, stride, padding, fill=-np.inf) -> np.ndarray:
     return _windows(x, kernel, stride, padding, fill).max(axis=(4, 5))
 
 
-def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
-    """Env observations ``(N, *obs_env_shape)`` -> the network input ``(N, *obs.shape)`` fp32.
-
-    Images: uint8 HWC -> CHW, then ``/ 255`` in float32 (as SB3's ``preprocess_obs``).
-    Accepts channels-first images too.
-    """
+def network_layout(art: Artifact, obs: np.ndarray) -> np.ndarray:
+    """Env observations ``(N, *obs_env_shape)`` in the network's layout ``(N, *obs.shape)``
+    (HWC images -> CHW; channels-first images pass), values untouched; a shape that fits
+    neither raises ``ArtifactError``."""
     x = np.asarray(obs)
     if art.obs.get("layout") == "HWC" and x.shape[1:] == art.obs_env_shape:
         x = x.transpose(0, 3, 1, 2)
@@ -65,7 +63,16 @@ def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
         raise ArtifactError(
             f"observation shape {x.shape[1:]} does not fit the policy: expected {art.obs_env_shape}"
         )
-    x = x.astype(np.float32)
+    return x
+
+
+def preprocess(art: Artifact, obs: np.ndarray) -> np.ndarray:
+    """Env observations ``(N, *obs_env_shape)`` -> the network input ``(N, *obs.shape)`` fp32.
+
+    Images: uint8 HWC -> CHW, then ``/ 255`` in float32 (as SB3's ``preprocess_obs``).
+    Accepts channels-first images too.
+    """
+    x = network_layout(art, obs).astype(np.float32)
     if art.obs.get("divide"):
         x = x / np.float32(art.obs["divide"])
     return x

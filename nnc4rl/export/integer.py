@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from nnc4rl.export.inference import Policy, conv_columns, maxpool, preprocess
+from nnc4rl.export.inference import Policy, conv_columns, maxpool, network_layout, preprocess
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 QMAX = 127  # int8 activation codes lie in [-127, 127]
@@ -203,13 +203,7 @@ def integer_plan(art: Artifact) -> IntegerPlan:
 # -- the numpy reference -------------------------------------------------------------------------
 def quantize_input(art: Artifact, plan: IntegerPlan, obs: np.ndarray) -> np.ndarray:
     """Env observations -> int32 input codes ``(N, *obs.shape)`` (images: the pixel values)."""
-    x = np.asarray(obs)
-    if art.obs.get("layout") == "HWC" and x.shape[1:] == art.obs_env_shape:
-        x = x.transpose(0, 3, 1, 2)
-    if x.shape[1:] != tuple(art.obs["shape"]):
-        raise ArtifactError(
-            f"observation shape {x.shape[1:]} does not fit the policy: expected {art.obs_env_shape}"
-        )
+    x = network_layout(art, obs)
     if art.image:
         return x.astype(np.int32)
     v = np.clip(x.astype(np.float32) * plan.inv_input_scale, np.float32(-QMAX), np.float32(QMAX))

@@ -328,6 +328,10 @@ def sweep(
             resumable += store.checkpoint(t.run_id).is_dir()
         if state == "corrupt":
             corrupt[t.run_id] = reason
+    # Checkpointed runs first, then seed by seed: a sweep stopped part-way leaves every
+    # setting with about as many seeds (a usable, paired study) rather than some settings
+    # complete and others missing.
+    todo.sort(key=lambda t: (not store.checkpoint(t.run_id).is_dir(), t.spec.seed))
     scope = f"profile {prof.name}" + (f", {figure}" if figure else "")
     steps = sum(t.train_steps for t in todo)
     est = schedule_seconds([estimate_seconds(t) for t in todo], workers)

@@ -243,3 +243,21 @@ def test_ray_executor_on_a_local_instance(tiny, tmp_path):
     for rid in result.ran:
         meta = json.loads((store.path(rid) / "run.json").read_text())
         assert meta["run_id"] == rid and meta["profile"] == "tiny"
+
+
+def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch):
+    """A sweep stopped part-way leaves every setting with about as many seeds."""
+    import nnc4rl.sweep as sweep_module
+
+    folder = write_tiny(tmp_path / "profiles", sparsities=(0.0, 0.5, 0.9))
+    text = (folder / "tiny.yml").read_text().replace("seeds: 1", "seeds: 3")
+    (folder / "tiny.yml").write_text(text)
+    monkeypatch.setenv("NNC4RL_PROFILES", str(folder))
+    waiting = [t for t in tasks_of("tiny") if t.spec.seed == 2 and t.spec.sparsity == 0.5][0]
+    store = RunStore(tmp_path / "runs" / "tiny")
+    store.checkpoint(waiting.run_id).mkdir(parents=True)
+    started = []
+    monkeypatch.setattr(sweep_module, "_local", lambda todo, *a: started.extend(todo))
+    sweep("tiny", data=tmp_path, workers=1, progress=False)
+    assert started[0].run_id == waiting.run_id
+    assert [t.spec.seed for t in started[1:]] == [0, 0, 0, 1, 1, 1, 2, 2]

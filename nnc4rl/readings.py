@@ -332,14 +332,14 @@ def _without_loss_claim(
 ) -> tuple[str, str, str]:
     sub = summary[(summary["figure"] == claim.figure) & (summary["arch"] == claim.arch)]
     per_env: dict[str, str] = {}
-    ours, why = [], []
+    ours, why, checked = [], [], False
     for env in claim.envs:
         e = sub[sub["env"] == env]
         if e.empty:
             continue
         short = env.replace("NoFrameskip-v4", "")
         if is_pipeline_check(labels.get(claim.figure, "")):
-            per_env[env] = NOT_AT_SCALE
+            per_env[env], checked = NOT_AT_SCALE, True
             why.append(f"{short} is a pipeline check at this profile "
                        f"({labels[claim.figure]})")  # fmt: skip
             continue
@@ -375,7 +375,6 @@ def _without_loss_claim(
     verdict = _combine(per_env, missing)
     if missing:
         why.append(f"not run at this profile: {', '.join(missing)}")
-    checked = any(v == NOT_AT_SCALE for v in per_env.values())
     return (
         "; ".join(ours) or ("pipeline check only" if checked else "not run"),
         verdict,

@@ -289,6 +289,12 @@ def _main_run_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns="_rank")
 
 
+SUMMARY_COLUMNS = [*SUMMARY_KEYS, "group", "n_seeds", "mean", "std", "t95_low", "t95_high",
+                   "n_paired", "dense_paired_mean", "diff_vs_dense", "diff_t95_low",
+                   "diff_t95_high", "norm_vs_dense", "params", "nnz", "measured_sparsity",
+                   "eval_bits", "compressed_bytes", "nominal_ratio", "real_ratio"]  # fmt: skip
+
+
 def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Per figure, env, arch, T, sparsity, point and variant: the returns over seeds and their
     paired comparison with the same seeds' dense run.
@@ -308,7 +314,7 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """
     df = _main_run_rows(runs)
     if df.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     if "eval_bits" not in df.columns:
         df = df.assign(eval_bits=[point_bits(p, b) for p, b in zip(df["point"], df["bits"],
                                                                    strict=True)])  # fmt: skip
@@ -339,7 +345,7 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                    nominal_ratio=float(g["nominal_ratio"].mean()),
                    real_ratio=float(g["real_ratio"].mean()))  # fmt: skip
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from nnc4rl.export import (
     load_policy,
     load_sb3_model,
     save_artifact,
+    weights_into_sb3,
 )
 from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
 from nnc4rl.export.closed_loop import play
@@ -66,6 +67,24 @@ def test_sac_artifact_holds_the_trained_codes(sac_run):
         w = model.actor.state_dict()[f"{layer.name}.weight"].numpy()
         assert np.abs(layer.codes).max() <= 127 and layer.scale.shape == (1,)
         np.testing.assert_array_equal(layer.weight(), w)  # codes * scale is the weight, exactly
+
+
+def test_artifact_weights_go_back_into_a_fresh_sb3_model(sac_run):
+    """``weights_into_sb3`` inverts ``artifact_from_sb3``: the deployed path, bit for bit."""
+    from stable_baselines3 import DQN, SAC
+
+    model, art = sac_run["model"], sac_run["art"]
+    fresh = SAC("MlpPolicy", "Hopper-v4", device="cpu", buffer_size=1)
+    assert weights_into_sb3(art, fresh) is fresh
+    trained, loaded = model.actor.state_dict(), fresh.actor.state_dict()
+    deployed = [k for k in trained if not k.startswith("log_std")]
+    assert deployed and all(torch.equal(trained[k], loaded[k]) for k in deployed)
+    with pytest.raises(ArtifactError, match="holds a sac policy, the model is dqn"):
+        weights_into_sb3(art, DQN("MlpPolicy", "CartPole-v1", device="cpu", buffer_size=1))
+    narrow = SAC("MlpPolicy", "Hopper-v4", device="cpu", buffer_size=1,
+                 policy_kwargs={"net_arch": [64, 64]})  # fmt: skip
+    with pytest.raises(ArtifactError, match=r"layer 'latent_pi.0': the model has shape \(64, 11\)"):
+        weights_into_sb3(art, narrow)
 
 
 @pytest.mark.parametrize("fmt", ["npz", "onnx", "c"])

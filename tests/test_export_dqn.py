@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from nnc4rl.export import artifact_from_path, load_policy, load_sb3_model, save_artifact
+from nnc4rl.export import (
+    artifact_from_path,
+    load_policy,
+    load_sb3_model,
+    save_artifact,
+    weights_into_sb3,
+)
 from nnc4rl.export.c_export import CPolicy, compile_shared, save_c
 from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, episode_returns, record_observations
@@ -106,3 +113,17 @@ def test_resnet_integer_c_is_bit_exact(resnet, tmp_path):
     np.testing.assert_array_equal(c.accumulators(resnet["obs"]), ref.accumulators(resnet["obs"]))
     float_q = resnet["policies"]["npz"].outputs(resnet["obs"])
     assert np.abs(ref.outputs(resnet["obs"]) - float_q).max() < 0.05 * np.abs(float_q).max()
+
+
+def test_cnn_weights_go_back_into_a_fresh_dqn_and_its_target(cnn):
+    """Per-channel conv scales broadcast right; the target network gets the same weights."""
+    from stable_baselines3 import DQN
+
+    model = cnn["model"]
+    _, env = make_envs(cnn["spec"])
+    fresh = DQN("CnnPolicy", env, device="cpu", buffer_size=1, policy_kwargs=model.policy_kwargs)
+    env.close()
+    weights_into_sb3(cnn["art"], fresh)
+    trained = model.q_net.state_dict()
+    for net in (fresh.q_net, fresh.q_net_target):
+        assert all(torch.equal(trained[k], v) for k, v in net.state_dict().items())

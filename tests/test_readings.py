@@ -111,6 +111,10 @@ def test_claims_at_a_pipeline_check_are_not_measurable():
     table = readings.claims_table(runs, {"fig4": "pipeline check: untrained agents"})
     assert set(table["verdict"]) == {NOT_AT_SCALE}
     assert _verdict(table, "even for HalfCheetah")["ours"] == "pipeline check only"
+    # a study still running (only dense so far) is not run yet, not a pipeline check
+    dense = runs[runs["sparsity"] == 0.0]
+    row = _verdict(readings.claims_table(dense, {"fig4": ""}), "even for HalfCheetah")
+    assert row["ours"] == "not run" and "sparsity 0.8 was not run" in row["why"]
     empty = readings.claims_table(runs.iloc[0:0], {"fig4": ""})
     assert set(empty["verdict"]) == {NOT_AT_SCALE}
 

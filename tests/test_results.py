@@ -137,6 +137,12 @@ def test_summary_and_env_table(store, tmp_path):
     table = results.env_table(summary, "Hopper-v4", "mlp")
     assert list(table["sparsity"]) == [0.0, 0.9]
     assert table.loc[1, "pruned + quantized"] == 8.5 and table.loc[1, "nnz"] == 100
+    assert list(summary.columns) == results.SUMMARY_COLUMNS
+
+
+def test_a_figure_with_no_runs_yet_summarizes_to_an_empty_table(tmp_path):
+    summary = results.summarize(results.load_runs("smoke", "fig5", data=tmp_path))
+    assert summary.empty and list(summary.columns) == results.SUMMARY_COLUMNS
 
 
 def test_hyperparameter_tables_read_the_profile():

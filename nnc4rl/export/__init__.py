@@ -20,7 +20,12 @@ from nnc4rl.export.codec import load_artifact, save_artifact
 from nnc4rl.export.inference import ArtifactPolicy, Policy
 from nnc4rl.export.integer import IntegerPolicy, calibrate
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
-from nnc4rl.export.trace import artifact_from_path, artifact_from_sb3, load_sb3_model
+from nnc4rl.export.trace import (
+    artifact_from_path,
+    artifact_from_sb3,
+    load_sb3_model,
+    weights_into_sb3,
+)
 
 
 def load_policy(source: str | Path | Artifact, integer: bool = False) -> Policy:
@@ -51,4 +56,5 @@ __all__ = [
     "load_sb3_model",
     "play",
     "save_artifact",
+    "weights_into_sb3",
 ]

@@ -218,6 +218,43 @@ def artifact_from_sb3(model, bits: int | None = None, info: dict | None = None) 
     return art
 
 
+def weights_into_sb3(art: Artifact, model):
+    """Write an artifact's weights into an SB3 model of the same architecture: the inverse of
+    :func:`artifact_from_sb3`. Each weight becomes ``codes * scale`` in float32, the value the
+    quantized training run baked into its network, so the model then computes what was
+    evaluated (SAC: the actor's deterministic path, ``log_std`` is not deployed and is left as
+    it is; DQN: the Q-network, copied into the target network).
+
+    :param model: an SB3 ``SAC`` / ``DQN`` whose policy has the artifact's layers.
+    :returns: ``model``.
+    :raises ArtifactError: the algorithm or a layer's name or shape does not match.
+    """
+    import torch
+
+    algo = type(model).__name__.lower()
+    if algo != art.algo:
+        raise ArtifactError(f"the artifact holds a {art.algo} policy, the model is {algo}")
+    root = model.policy.actor if algo == "sac" else model.policy.q_net
+    with torch.no_grad():
+        for layer in art.layers:
+            try:
+                module = root.get_submodule(layer.name)
+            except AttributeError:
+                raise ArtifactError(f"the model has no layer {layer.name!r}") from None
+            weight = torch.from_numpy(layer.weight())
+            if tuple(module.weight.shape) != tuple(weight.shape):
+                raise ArtifactError(
+                    f"layer {layer.name!r}: the model has shape {tuple(module.weight.shape)}, "
+                    f"the artifact {tuple(weight.shape)}"
+                )
+            module.weight.copy_(weight)
+            if module.bias is not None:
+                module.bias.copy_(torch.from_numpy(np.asarray(layer.bias, np.float32)))
+        if algo == "dqn":
+            model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
+    return model
+
+
 def load_sb3_model(path: str | Path):
     """Load an SB3 ``model.zip`` (SAC or DQN) on the CPU without allocating its replay buffer."""
     from stable_baselines3 import DQN, SAC

@@ -1,0 +1,57 @@
+"""The shipped results hold up: a few of the `mini` study's stored policies, put back into a
+plain SB3 model, play their paired evaluation episodes and get the returns the run reported,
+exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnc4rl.export import load_artifact, weights_into_sb3
+from nnc4rl.runner import RunSpec, build_model, evaluate_returns, make_envs, make_plan, resolve
+from nnc4rl.store import data_root
+
+PROFILE = "mini"
+CHECKED = 3  # runs re-evaluated: the least and the most compressed and one between
+
+
+def shipped_policies(profile: str = PROFILE) -> list[Path]:
+    """Run folders of ``profile`` that keep ``policy.npz``, least to most compressed."""
+    folders = [p.parent for p in (data_root() / "runs" / profile).glob("*/policy.npz")]
+
+    def compression(folder: Path) -> tuple:
+        s = json.loads((folder / "summary.json").read_text())
+        return (s["target_sparsity"], -s["bits"], s["seed"], folder.name)
+
+    return sorted(folders, key=compression)
+
+
+def _checked() -> list[Path]:
+    runs = shipped_policies()
+    picks = sorted({0, len(runs) // 2, len(runs) - 1}) if runs else []
+    return [runs[i] for i in picks][:CHECKED]
+
+
+def test_the_study_ships_policies():
+    assert shipped_policies(), f"no data/runs/{PROFILE}/*/policy.npz is shipped"
+
+
+@pytest.mark.parametrize("folder", _checked(), ids=lambda p: p.name)
+def test_a_shipped_policy_replays_its_reported_returns(folder):
+    summary = json.loads((folder / "summary.json").read_text())
+    spec, hyper = resolve(RunSpec(**json.loads((folder / "run.json").read_text())["spec"]))
+    art = load_artifact(folder / "policy.npz")
+    final = summary["eval"]["qat_end"]
+    assert art.sparsity() == pytest.approx(final["measured_sparsity"], abs=1e-6)
+    env, eval_env = make_envs(spec)
+    eval_env.close()
+    try:
+        model = weights_into_sb3(art, build_model(spec, hyper, env, make_plan(spec, hyper)))
+    finally:
+        env.close()
+    returns = evaluate_returns(model, spec, len(summary["eval_seeds"]))
+    # Exact: the artifact's codes * scale are the weights the run baked and evaluated, and the
+    # episodes are reset with the same seeds (a float-rounding difference would show here).
+    assert returns == final["returns"]

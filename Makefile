@@ -47,11 +47,12 @@ test: lint
 # The main job: run every notebook in notebooks/ headless (papermill) at profile $(PROFILE).
 # Executed copies go to notebooks/executed/$(PROFILE)/, figures to figures/$(PROFILE)/, tables to
 # data/tables/$(PROFILE)/. With TRAIN=True the sweep inside each notebook trains the runs missing
-# from data/runs/$(PROFILE)/; with TRAIN=False the notebooks read only the stored runs. TRAIN
-# defaults to True only for PROFILE=smoke (minutes), so `make reproduce PROFILE=mini` redraws
-# from the shipped runs and never starts the hours-long sweep (TRAIN=True continues it);
-# PROFILE=paper is for a cluster: make reproduce PROFILE=paper TRAIN=True EXECUTOR=ray ADDRESS=...
-PROFILE ?= smoke
+# from data/runs/$(PROFILE)/; with TRAIN=False the notebooks read only the stored runs. The default,
+# `make reproduce`, redraws the shipped mini study from data/runs/mini/ in minutes and never starts
+# its hours-long sweep (TRAIN=True continues it). TRAIN defaults to True only for PROFILE=smoke
+# (minutes of training); PROFILE=paper is for a cluster:
+# make reproduce PROFILE=paper TRAIN=True EXECUTOR=ray ADDRESS=...
+PROFILE ?= mini
 TRAIN ?= $(if $(filter smoke,$(PROFILE)),True,False)
 EXECUTOR ?= local
 ADDRESS ?=
@@ -76,6 +77,7 @@ reproduce: setup
 			-p profile $(PROFILE) -p train_missing $(TRAIN) -p executor $(EXECUTOR) \
 			$(if $(ADDRESS),-p address $(ADDRESS)) $(if $(WORKERS),-p workers $(WORKERS)); \
 	done
+	$(if $(filter mini,$(PROFILE)),$(BIN)/python -m nnc4rl.report mini)
 
 lab: setup
 	$(BIN)/pip install -c requirements.txt -e ".[lab]"

@@ -50,13 +50,20 @@ def _t_errorbar(values) -> tuple[float, float]:
 
 def caption(profile: str, runs: pd.DataFrame, label: str = "") -> str:
     """``"<profile> profile: T = ..., N seeds[; label]"`` from the runs themselves (the seeds
-    actually finished, not the ones planned).
+    actually finished, not the ones planned): ``"2-5 seeds per setting"`` while a study is
+    still filling in.
 
     :param label: the group label (e.g. "pipeline check: untrained agents"), appended if given.
     """
     Ts = sorted(int(t) for t in runs["T"].unique()) if not runs.empty else []
-    seeds = int(runs["seed"].nunique()) if not runs.empty else 0
-    text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts) or 'none'}, {seeds} seed(s)"
+    if runs.empty:
+        seeds = "0 seed(s)"
+    else:
+        keys = ["group", "env", "arch", "sparsity"]
+        per = runs.groupby([k for k in keys if k in runs.columns])["seed"].nunique()
+        lo, hi = int(per.min()), int(per.max())
+        seeds = f"{hi} seed(s)" if lo == hi else f"{lo}-{hi} seeds per setting"
+    text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts) or 'none'}, {seeds}"
     return text + (f"; {label}" if label else "")
 
 
@@ -253,20 +260,20 @@ def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def _normalized_tasks(runs: pd.DataFrame, variant: str) -> list[np.ndarray]:
-    """Per task (env, network, sparsity) the per-seed return normalised by the same seed's
-    dense return (:func:`nnc4rl.stats.normalize_to_reference`)."""
+def _normalized_tasks(runs: pd.DataFrame, variant: str) -> dict[tuple, np.ndarray]:
+    """Per task (env, network, sparsity; the key ends with the sparsity) the per-seed return
+    normalised by the same seed's dense return (:func:`nnc4rl.stats.normalize_to_reference`)."""
     from nnc4rl.readings import per_seed
 
     values, dense = per_seed(runs, variant), per_seed(runs, "dense")
-    out = []
+    out = {}
     for key, v in values.items():
         ref = dense.get((*key[:4], 0.0))
         if ref:
             _, x, r = stats.paired(v, ref)
             norm = stats.normalize_to_reference(x, r)
             if np.isfinite(norm).any():
-                out.append(norm[np.isfinite(norm)])
+                out[key] = norm[np.isfinite(norm)]
     return out
 
 
@@ -286,10 +293,14 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
     names = [v for v in _order(runs["variant"]) if v != "dense"]
     iqm_rows = []
     for name in names:
-        tasks = _normalized_tasks(runs, name)
-        if tasks:
+        by_task = _normalized_tasks(runs, name)
+        if by_task:
+            tasks = list(by_task.values())
             lo, hi = stats.stratified_bootstrap_ci(tasks, n_boot=n_boot)
-            iqm_rows.append((name, stats.iqm(tasks), lo, hi, len(tasks)))
+            where = "sparsity " + ", ".join(
+                f"{k[-1]:g}" for k in sorted(by_task, key=lambda k: k[-1])
+            )
+            iqm_rows.append((name, stats.iqm(tasks), lo, hi, f"{len(tasks)} task(s): {where}"))
     pq = per_seed(runs, "pruned + quantized")
     poi_rows = []
     for ref in ("pruned", "pruned, 1.2 T", "dense"):
@@ -300,12 +311,13 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             lo, hi = stats.probability_of_improvement_ci(xs, ys, n_boot=n_boot)
             poi_rows.append((f"P(pruned + quantized > {ref})",
-                             stats.probability_of_improvement(xs, ys), lo, hi, len(pairs)))  # fmt: skip
+                             stats.probability_of_improvement(xs, ys), lo, hi,
+                             f"{len(pairs)} task(s)"))  # fmt: skip
     with sns.axes_style("whitegrid"):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(iqm_rows), 3) + 2))
     for ax, rows, xlabel in ((left, iqm_rows, "IQM of return / same seed's dense return"),
                              (right, poi_rows, "probability of improvement")):  # fmt: skip
-        for i, (name, est, lo, hi, n_tasks) in enumerate(rows):
+        for i, (name, est, lo, hi, tasks) in enumerate(rows):
             color = STYLE.get(name, OTHER)["color"] if ax is left else "tab:red"
             if np.isfinite(lo):
                 ax.plot([lo, hi], [i, i], color=color, linewidth=6, alpha=0.35,
@@ -314,7 +326,7 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
             ax.text(
                 est,
                 i + 0.3,
-                f"{est:.3f} ({n_tasks} task{'s' if n_tasks != 1 else ''})",
+                f"{est:.3f} ({tasks})",
                 ha="center",
                 fontsize=7,
             )
@@ -325,6 +337,8 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
     left.axvline(1.0, color="tab:green", linestyle="--", linewidth=1)
     right.axvline(0.5, color="grey", linestyle=":", linewidth=1)
     right.set_xlim(0, 1)
+    fig.text(0.01, 0.005, "Each row aggregates the sparsities its variant was run at (listed): "
+             "rows over different sparsities are not directly comparable.", fontsize=7)  # fmt: skip
     _suptitle(fig, title)
     return fig
 

@@ -1,4 +1,5 @@
-"""`make reproduce` at mini or paper never starts a long sweep unless asked (TRAIN=True)."""
+"""`make reproduce` (mini by default) or at paper never starts a long sweep unless asked
+(TRAIN=True)."""
 
 import json
 import re
@@ -19,8 +20,8 @@ def _papermill_lines(*args: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "args, train",
-    [((), "True"), (("PROFILE=mini",), "False"), (("PROFILE=paper",), "False"),
-     (("PROFILE=mini", "TRAIN=True"), "True")],
+    [((), "False"), (("PROFILE=smoke",), "True"), (("PROFILE=mini",), "False"),
+     (("PROFILE=paper",), "False"), (("PROFILE=mini", "TRAIN=True"), "True")],
 )  # fmt: skip
 def test_reproduce_trains_only_smoke_unless_asked(args, train):
     lines = _papermill_lines(*args)

@@ -32,6 +32,8 @@ def test_caption_counts_the_seeds_present():
         "smoke profile: T = 600, 3 seed(s); pipeline check: x"
     )
     assert plots.caption("mini", runs[runs["seed"] < 2]) == "mini profile: T = 600, 2 seed(s)"
+    filling = runs[(runs["seed"] < 2) | (runs["sparsity"] == 0)]  # a study still running
+    assert plots.caption("mini", filling) == "mini profile: T = 600, 2-3 seeds per setting"
 
 
 def test_sparsity_returns_draws_every_seed_and_t_intervals():

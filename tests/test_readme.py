@@ -1,4 +1,5 @@
-"""The README's Python example runs as written."""
+"""The README says what is true: its Python example runs as written, its results block is the
+shipped runs' and its paper-scale estimate is what the sweep prints."""
 
 import re
 from pathlib import Path
@@ -23,3 +24,26 @@ def test_readme_api_example_runs(tmp_path, monkeypatch):
     assert measured["measured_sparsity"] >= 0.9 - 1e-3
     assert measured["quantization"]["max_offgrid"] < 1e-3
     assert namespace["restored"].num_timesteps == namespace["plan"].total_steps
+
+
+def test_readme_results_are_the_shipped_runs():
+    """The block ``python -m nnc4rl.report`` writes equals what the shipped data give now."""
+    from nnc4rl.report import BEGIN, END, results_section
+
+    text = README.read_text()
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    assert block == results_section("mini"), "README results are stale: python -m nnc4rl.report"
+    figure = re.search(r"!\[[^]]*\]\(([^)]+)\)", block).group(1)
+    assert (README.parent / figure).is_file(), f"{figure} is not shipped"
+
+
+def test_readme_paper_estimate_is_what_the_sweep_prints():
+    import io
+
+    from nnc4rl.sweep import sweep
+
+    out = io.StringIO()
+    sweep("paper", workers=1, dry_run=True, out=out)
+    text = README.read_text()
+    quoted = text[text.index("$ nnc4rl sweep --profile paper --dry-run --workers 1") :]
+    assert "\n" + out.getvalue() + "```" in quoted

@@ -1,0 +1,182 @@
+"""The README's "Results" section, computed from a profile's stored runs.
+
+``python -m nnc4rl.report mini`` rewrites the block between :data:`BEGIN` and :data:`END` in
+``README.md`` (``make reproduce`` does it for the mini profile), so the numbers a reader sees
+first are the shipped data's, and ``tests/test_readme.py`` fails when they drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nnc4rl.atomic import write_atomic
+from nnc4rl.plan import steps_to_train
+from nnc4rl.profiles import load_profile
+from nnc4rl.readings import claims_table, definition, figure_labels, loss_verdict
+from nnc4rl.results import load_runs, summarize
+
+BEGIN = "<!-- results: generated from the run store by `python -m nnc4rl.report`; do not edit -->"
+END = "<!-- results: end -->"
+# The main variants of a sparsity, by its name at sparsity 0 and above: fp32 at T, the same
+# network rounded to int8 without training, and after 8-bit QAT at 1.2 T.
+MAIN = {
+    "fp32 at T": ("dense", "pruned"),
+    "PTQ int8 at T": ("dense + PTQ int8", "pruned + PTQ int8"),
+    "QAT int8 at 1.2 T": ("quantized only", "pruned + quantized"),
+}
+
+
+def _interval(mean: float, low: float, high: float, digits: int = 0) -> str:
+    if not np.isfinite(low):
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _relative(r: pd.Series) -> str:
+    """The paired difference to dense in % of |dense| with its t-interval."""
+    scale = abs(r["dense_paired_mean"]) / 100 if r["dense_paired_mean"] else np.nan
+    if not np.isfinite(scale) or r["n_paired"] < 1:
+        return "n/a"
+    return _interval(r["diff_vs_dense"] / scale, r["diff_t95_low"] / scale,
+                     r["diff_t95_high"] / scale, 1) + " %"  # fmt: skip
+
+
+def _verdict(r: pd.Series) -> str:
+    return loss_verdict(int(r["n_paired"]), r["diff_t95_low"], r["diff_t95_high"],
+                        r["dense_paired_mean"])  # fmt: skip
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in df.columns) + " |"
+    body = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in df.values]
+    return "\n".join([head, rule, *body])
+
+
+def sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per sparsity of one env: the main variants' mean return with its Student-t 95 % interval,
+    the QAT network's paired difference to the same seeds' dense run and its verdict, and the
+    stored size of the shipped int8 network."""
+    rows = []
+    for s, g in summary.groupby("sparsity", sort=True):
+        by = {r["variant"]: r for _, r in g.iterrows()}
+        row = {"sparsity": f"{s:g}", "seeds": int(g["n_seeds"].max())}
+        for col, names in MAIN.items():
+            r = by.get(names[s > 0])
+            row[col] = "" if r is None else _interval(r["mean"], r["t95_low"], r["t95_high"])
+        qat = by.get(MAIN["QAT int8 at 1.2 T"][s > 0])
+        if qat is None:
+            row |= {"QAT int8 - dense (paired)": "", "verdict": "", "stored bytes": "",
+                    "ratio real / nominal": ""}  # fmt: skip
+        else:
+            row |= {"QAT int8 - dense (paired)": _relative(qat), "verdict": _verdict(qat),
+                    "stored bytes": f"{qat['compressed_bytes']:,.0f}",
+                    "ratio real / nominal": f"{qat['real_ratio']:.1f}x / "
+                                            f"{qat['nominal_ratio']:.1f}x"}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def controls_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every other variant (the controls: equal-length fine-tuning, 4-bit QAT, 4-bit PTQ) with
+    its paired difference to dense and verdict."""
+    main = {name for names in MAIN.values() for name in names}
+    rest = summary[~summary["variant"].isin(main)]
+    rows = [{"variant": r["variant"], "sparsity": f"{r['sparsity']:g}", "seeds": int(r["n_seeds"]),
+             "return": _interval(r["mean"], r["t95_low"], r["t95_high"]),
+             "minus dense (paired)": _relative(r), "verdict": _verdict(r),
+             "stored bytes": f"{r['compressed_bytes']:,.0f}"}
+            for _, r in rest.sort_values(["variant", "sparsity"]).iterrows()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def compute_used(runs: pd.DataFrame) -> dict[str, float]:
+    """Finished runs, env steps trained and the summed wall time of their training and
+    evaluation (``wall_time_s``, all attempts of a resumed run)."""
+    one = runs.drop_duplicates("run_id")
+    extends = one["quantized"].astype(bool) | one["extra_finetune"].astype(bool)
+    steps = sum(steps_to_train(int(t), bool(e)) for t, e in zip(one["T"], extends, strict=True))
+    return {"runs": len(one), "env_steps": steps, "hours": float(one["wall_time_s"].sum()) / 3600}
+
+
+def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> str:
+    """The README block: scale, compute, the key figure, the per-sparsity and control tables,
+    and the claims with their verdicts, all computed from the stored runs of ``profile``."""
+    prof = load_profile(profile)
+    labels = figure_labels(prof)
+    runs = load_runs(profile, data=data)
+    runs = runs[runs["current"].astype(bool)]
+    fig_runs = runs[runs["figure"] == figure]
+    planned = sum(g.n_runs for g in prof.select(figure))
+    used = compute_used(runs) if not runs.empty else {"runs": 0, "env_steps": 0, "hours": 0.0}
+    out = [BEGIN, ""]
+    if fig_runs.empty:
+        out += [f"No {figure} run of the `{profile}` profile is stored yet.", "", END]
+        return "\n".join(out)
+    one = fig_runs.drop_duplicates("run_id")
+    Ts = ", ".join(f"{t:,}" for t in sorted(one["T"].unique()))
+    seeds = one.groupby(["group", "sparsity"])["seed"].nunique()
+    have = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    state = ("complete" if len(one) == planned else
+             f"still running: {len(one)} of its {planned} runs are finished, so settings have "
+             f"{have} seeds so far")  # fmt: skip
+    out += [
+        f"**Scale.** Profile `{profile}`, figure 4: SAC on {', '.join(sorted(one['env'].unique()))}"
+        f" at T = {Ts} (QAT runs train 1.2 T), sparsities "
+        f"{', '.join(f'{s:g}' for s in sorted(one['sparsity'].unique()))}; the study is {state}.",
+        "",
+        f"**Compute.** {used['runs']} stored runs of the profile, {used['env_steps']:,} env steps, "
+        f"{used['hours']:.1f} h of summed run wall time (training and evaluation, one torch "
+        f"thread per run, two runs side by side on a 2-core CPU).",
+        "",
+        f"![Figure 4 at the {profile} profile](figures/{profile}/{figure}_returns.png)",
+        "",
+        f"Mean return over seeds with its Student-t 95 % interval. Verdict: {definition()}.",
+        "",
+    ]
+    for env, e in summarize(fig_runs).groupby("env", sort=True):
+        out += [f"*{env}*", "", _markdown(sparsity_table(e)), ""]
+        controls = controls_table(e)
+        if not controls.empty:
+            out += [f"*{env}, controls and other bit widths*", "", _markdown(controls), ""]
+    claims = claims_table(runs, labels)[["claim", "paper", "ours", "verdict"]]
+    out += ["**The paper's headline claims** (`notebooks/claims.ipynb` gives the reason for "
+            "each verdict):", "", _markdown(claims), "", END]  # fmt: skip
+    return "\n".join(out)
+
+
+def update_readme(readme: str | Path, section: str) -> bool:
+    """Replace the generated block of ``readme`` with ``section``; returns whether it changed.
+
+    :raises ValueError: ``readme`` has no generated block.
+    """
+    path = Path(readme)
+    text = path.read_text()
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no generated results block ({BEGIN} ... {END})")
+    new = pattern.sub(lambda _: section, text, count=1)
+    if new != text:
+        write_atomic(path, new)
+    return new != text
+
+
+def _main(argv: list[str] | None = None) -> int:
+    from nnc4rl.store import repo_root
+
+    parser = argparse.ArgumentParser(prog="python -m nnc4rl.report", description=__doc__)
+    parser.add_argument("profile", nargs="?", default="mini")
+    parser.add_argument("--readme", default=str(repo_root() / "README.md"))
+    args = parser.parse_args(argv)
+    changed = update_readme(args.readme, results_section(args.profile))
+    print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnc4rl.export import artifact_from_sb3, load_policy
+from nnc4rl.export import (
+    ArtifactError,
+    artifact_from_sb3,
+    load_artifact,
+    load_policy,
+    save_artifact,
+)
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
 from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
 from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
@@ -61,10 +67,39 @@ def test_sac_integer_c_matches_numpy_bit_for_bit_and_fits(sac):
     err = np.abs(ref.predict(obs[:-20])[0] - load_policy(sac["art"]).predict(obs[:-20])[0])
     assert err.max() < 0.05, err.max()
     fp = footprint(sac["c_path"])  # host -Os object; the M4 numbers are in test_mcu.py
-    assert fp["bss"] == 2 * 256  # two int8 buffers of the widest layer
+    # two int8 buffers of the widest layer and the observation's 11 int16 input codes
+    assert fp["bss"] == 2 * 256 + 2 * 11
     assert fp["flash"] <= 8 * 1024, fp
     source = sac["c_path"].read_text()
     assert "float buf" not in source and "tanhf" in source  # float only at the interface
+    assert int_art.integer["input_bits"] == 16 and "static int16_t obs_q[11];" in source
+
+
+def test_an_artifact_calibrated_with_int8_input_codes_still_runs(sac, tmp_path):
+    """``input_bits`` 8 (artifacts calibrated before int16 inputs): C equals numpy, the codes
+    are int8, and they are coarser: the action error against the trained network grows."""
+    import copy
+
+    old = copy.deepcopy(sac["int"])
+    old.integer.pop("input_bits")
+    old.integer["input_scale"] = float(np.float32(old.integer["input_scale"] * 32767 / 127))
+    save_artifact(old, tmp_path / "old.npz")
+    old = load_artifact(tmp_path / "old.npz")
+    c_path, _ = save_c(old, tmp_path / "old.c", integer=True)
+    assert "static int8_t obs_q[11];" in c_path.read_text()
+    c = CPolicy(old, compile_shared(c_path, tmp_path / "old.so"), integer=True)
+    obs = play(load_policy(sac["art"]), sac["art"], 1, record=True)["observations"]
+    ref = load_policy(old, integer=True)
+    np.testing.assert_array_equal(c.accumulators(obs), ref.accumulators(obs))
+    bad = copy.deepcopy(sac["int"])
+    bad.integer["input_bits"] = 12
+    save_artifact(bad, tmp_path / "bad.npz")
+    with pytest.raises(ArtifactError, match="integer.input_bits 12 is invalid: 8 or 16 is allowed"):
+        load_artifact(tmp_path / "bad.npz")
+    trained = load_policy(sac["art"]).predict(obs)[0]
+    err8 = np.abs(ref.predict(obs)[0] - trained).mean()
+    err16 = np.abs(load_policy(sac["int"], integer=True).predict(obs)[0] - trained).mean()
+    assert err16 < err8, (err16, err8)
 
 
 def test_sac_integer_closed_loop_returns(sac):

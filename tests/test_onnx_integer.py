@@ -12,9 +12,11 @@ from nnc4rl.cli import main
 from nnc4rl.export import ArtifactError, artifact_from_sb3, load_policy, save_artifact
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
 from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.integer import integer_plan
 from nnc4rl.export.onnx_export import (
     OnnxPolicy,
     _tie_check,
+    input_codes_name,
     integer_agreement,
     save_onnx,
     to_onnx,
@@ -56,9 +58,16 @@ def test_graph_is_integer_with_the_stored_scales(sac):
     model = to_onnx(sac["int"], integer=True)
     ops = {n.op_type for n in model.graph.node}
     assert {"MatMulInteger", "QuantizeLinear", "DequantizeLinear", "Clip"} <= ops
-    assert not ops & {"Gemm", "MatMul", "Conv"}  # no float matmul anywhere
+    assert not ops & {"Gemm", "Conv"}
+    # the int16 input codes go through the one int32 MatMul; no float matmul anywhere
+    (matmul,) = [n for n in model.graph.node if n.op_type == "MatMul"]
+    (codes,) = [n for n in model.graph.node if n.output[0] == input_codes_name()]
+    (flat,) = [n for n in model.graph.node if n.output[0] == matmul.input[0]]  # SB3's Flatten
+    assert flat.input[0] == input_codes_name() and codes.op_type == "Cast"
+    assert onnx.helper.get_attribute_value(codes.attribute[0]) == onnx.TensorProto.INT32
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    assert inits["input_scale"] == np.float32(sac["int"].integer["input_scale"])
+    plan = integer_plan(sac["int"])
+    assert inits["inv_input_scale"] == plan.inv_input_scale and inits["input_hi"] == 32767
     assert inits["s1_out"] == np.float32(sac["int"].ops[1]["act_scale"])
     assert inits["b1_int32"].dtype == np.int32 and inits["w1_int8"].dtype == np.int8
     assert "full-integer" in model.doc_string

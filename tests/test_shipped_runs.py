@@ -55,3 +55,20 @@ def test_a_shipped_policy_replays_its_reported_returns(folder):
     # Exact: the artifact's codes * scale are the weights the run baked and evaluated, and the
     # episodes are reset with the same seeds (a float-rounding difference would show here).
     assert returns == final["returns"]
+
+
+@pytest.mark.parametrize("folder", list(dict.fromkeys(_checked()[:1] + _checked()[-1:])),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_the_full_integer_policy_of_a_shipped_run_keeps_its_return(folder):
+    """int8 activations (int16 input codes), calibrated as `nnc4rl export --integer` does, on
+    the run's paired evaluation episodes: the return stays within the tolerance that defines
+    "without loss" (nnc4rl.readings) of the trained network's."""
+    from nnc4rl.export.closed_loop import closed_loop_row
+    from nnc4rl.readings import TOLERANCE
+
+    summary = json.loads((folder / "summary.json").read_text())
+    final = summary["eval"]["qat_end"]
+    row = closed_loop_row(folder, final["returns"], summary["eval_seeds"], summary["env"],
+                          summary["seed"])  # fmt: skip
+    assert row["trained_return"] == pytest.approx(final["mean"])
+    assert abs(row["integer_minus_trained"]) <= TOLERANCE * abs(row["trained_return"]), row

@@ -15,7 +15,8 @@ Two arithmetic paths (FORMAT.md):
   network's arithmetic; ``obs`` is ``const float *``.
 * full-integer (``integer=True``, a calibrated artifact): int8 activations, int32 accumulators,
   fixed-point requantization (:mod:`nnc4rl.export.integer`, which it matches bit for bit); the
-  observation type is ``uint8_t`` for Atari frames and ``float`` otherwise.
+  observation type is ``uint8_t`` for Atari frames and ``float`` otherwise, quantized at the
+  interface to int16 codes (``int16_t obs_q``) that the first layer reads.
 
 Public symbols carry a prefix (default ``nnc4rl_policy``), so several policies link into one
 firmware image: ``PREFIX_forward(obs, out)`` (raw outputs: tanh-squashed actions / Q-values),
@@ -149,9 +150,10 @@ class _Gen:
         self.funcs: list[str] = []
         self.body: list[str] = []
         if integer:
-            from nnc4rl.export.integer import integer_plan
+            from nnc4rl.export.integer import QMAX, integer_plan
 
             self.plan = integer_plan(art)
+            self.input_t = "int16_t" if self.plan.input_qmax > QMAX else "int8_t"
             if art.image and art.ops[0]["op"] != "conv2d":
                 raise ArtifactError("integer C export of images needs a conv2d as the first op")
         self.act_t = "int8_t" if integer else "float"
@@ -308,12 +310,16 @@ class _Gen:
     def program(self) -> None:  # noqa: C901 - one branch per op
         art, shapes, size = self.art, self.shapes, lambda s: int(np.prod(s))
         buf_sizes, slot_sizes, slot_of, free = [0, 0], [], {}, []
-        loc = 1  # the preprocessed input goes to buffer 1 (none for raw integer images)
-        image_in = self.integer and art.image
-        if not image_in:
+        # The input: fp32 path, buffer 1; integer path, the raw uint8 frame or the observation's
+        # own int16 (int8) codes in obs_q, since hidden int8 activations cannot hold them.
+        loc = 1
+        if not self.integer:
             buf_sizes[1] = size(shapes[0])
-        in_t = "uint8_t" if image_in else self.act_t
-        x = "obs" if image_in else "buf1"
+            in_t, x = "float", "buf1"
+        elif art.image:
+            in_t, x = "uint8_t", "obs"
+        else:
+            in_t, x = self.input_t, "obs_q"
         out_ops = art.output_op
         for op_i, (op, s_in, s_out) in enumerate(
             zip(art.ops, shapes[:-1], shapes[1:], strict=True)
@@ -377,23 +383,26 @@ class _Gen:
             f"static {self.act_t} buf{j}[{m}];\n" for j, m in enumerate(buf_sizes) if m > 0
         ]
         self.buffers += [f"static {self.act_t} slot{k}[{m}];\n" for k, m in enumerate(slot_sizes)]
+        if self.integer and not art.image:
+            self.buffers.insert(0, f"static {self.input_t} obs_q[{size(shapes[0])}];\n")
         if getattr(self, "scratch", 0):
             self.buffers.append(
                 f"static int32_t scratch[{self.scratch}]; /* conv accumulators */\n"
             )
 
     def _input(self) -> str:
-        """Copy / quantize the observation into buffer 1 (CHW, float or int8)."""
+        """Copy the observation into buffer 1 (CHW, float) or quantize it into obs_q."""
         art = self.art
         n = int(np.prod(art.obs["shape"]))
         if self.integer:
             if art.image:
                 return ""
+            q = f"{self.plan.input_qmax}.0f"
             return (f"    {{\n        int i;\n        for (i = 0; i < {n}; ++i) {{\n"
                     f"            float v = obs[i] * {_flt(self.plan.inv_input_scale)};\n"
-                    "            if (v > 127.0f) v = 127.0f;\n"
-                    "            if (v < -127.0f) v = -127.0f;\n"
-                    "            buf1[i] = (int8_t)(v >= 0.0f ? (int32_t)(v + 0.5f) : "
+                    f"            if (v > {q}) v = {q};\n"
+                    f"            if (v < -{q}) v = -{q};\n"
+                    f"            obs_q[i] = ({self.input_t})(v >= 0.0f ? (int32_t)(v + 0.5f) : "
                     "(int32_t)(v - 0.5f));\n        }\n    }\n")  # fmt: skip
         div = f" / {_flt(art.obs['divide'])}" if art.obs.get("divide") else ""
         if art.obs.get("layout") == "HWC":

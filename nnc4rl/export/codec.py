@@ -233,7 +233,12 @@ def _check_integer(art: Artifact, path: Path) -> None:
     s = art.integer.get("input_scale")
     if not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
         raise _bad(path, f"integer.input_scale {s!r} must be a finite positive number")
-    from nnc4rl.export.integer import needs_act_scale
+    from nnc4rl.export.integer import INPUT_QMAX, needs_act_scale
+
+    bits = art.integer.get("input_bits", 8)
+    if bits not in INPUT_QMAX or (art.image and bits != 8):
+        allowed = "8 (uint8 images)" if art.image else " or ".join(map(str, INPUT_QMAX))
+        raise _bad(path, f"integer.input_bits {bits!r} is invalid: {allowed} is allowed")
 
     for i, op in enumerate(art.ops):
         a = op.get("act_scale")

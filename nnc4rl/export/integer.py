@@ -8,8 +8,14 @@ Conventions (those of TFLite / CMSIS-NN, symmetric: every zero point is 0):
   observations recorded from the policy's own evaluation episodes, and stored in the artifact
   (``integer.input_scale``, ``act_scale`` on the ops that make a new tensor).
 * Input: a uint8 image goes in as is (its codes are the pixel values, scale ``1/255``); a float
-  observation is quantized at the interface: ``q = round_half_away(clamp(obs * (1/s), +-127))``
-  in float32.
+  observation is quantized at the interface to **int16** codes (``integer.input_bits`` 16):
+  ``q = round_half_away(clamp(obs * (1/s), +-32767))`` in float32. One scale serves every
+  feature, and MuJoCo observations mix joint angles (~0.1 rad matters) with velocities of 20 and
+  more: at int8 the angles would lose all resolution (a trained HalfCheetah actor dropped from
+  5 567 to 2 517 in closed loop), at int16 the action error is that of the int8 hidden layers.
+  The first layer then multiplies int16 codes by int8 weights into int32 (CMSIS-NN's s16
+  kernels do the same); an artifact calibrated with ``input_bits`` 8 (format version 2 before
+  this field) still runs as it was calibrated.
 * A linear / conv layer accumulates ``bias_q + sum(w * q)`` in int32, ``bias_q =
   round(bias / (s_in s_w))``, then requantizes to its ``act_scale`` ``s_out`` by a fixed-point
   multiplier: ``M = s_in s_w / s_out = m * 2^-shift`` with ``m`` in ``[2^30, 2^31)``,
@@ -39,6 +45,8 @@ from nnc4rl.export.inference import Policy, conv_columns, maxpool, network_layou
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 QMAX = 127  # int8 activation codes lie in [-127, 127]
+INPUT_BITS = 16  # float observations are quantized to int16 codes (module docstring)
+INPUT_QMAX = {8: QMAX, 16: 32767}
 ADD_BITS = 14  # the larger residual-add multiplier lies in [2^14, 2^15)
 
 
@@ -84,18 +92,26 @@ def calibrate(
         if needs_act_scale(art, i):
             t = acts[i + 1] if _relu_follows(art, i) else acts[i]
             op["act_scale"] = _scale(float(np.abs(t).max()))
-    input_scale = 1.0 / 255.0 if art.image else _scale(float(np.abs(x).max()))
+    bits = 8 if art.image else INPUT_BITS
+    input_scale = 1.0 / 255.0 if art.image else _scale(float(np.abs(x).max()), INPUT_QMAX[bits])
     out.integer = {
         "input_scale": float(np.float32(input_scale)),
+        "input_bits": bits,
         "calibration": {"observations": len(observations)} | dict(provenance or {}),
     }
     integer_plan(out)  # checks the accumulators fit int32
     return out
 
 
-def _scale(amax: float) -> float:
-    """float32 scale that maps ``amax`` to 127 (1 for an all-zero tensor)."""
-    return float(np.float32(amax / QMAX)) if amax > 0 else 1.0
+def _scale(amax: float, qmax: int = QMAX) -> float:
+    """float32 scale that maps ``amax`` to ``qmax`` (1 for an all-zero tensor)."""
+    return float(np.float32(amax / qmax)) if amax > 0 else 1.0
+
+
+def input_bits(art: Artifact) -> int:
+    """Bits of the integer path's input codes: 8 for uint8 images, else the calibration's
+    ``input_bits`` (16; 8 for an artifact calibrated before the field existed)."""
+    return 8 if art.image else int((art.integer or {}).get("input_bits", 8))
 
 
 # -- the integer constants -----------------------------------------------------------------------
@@ -145,10 +161,12 @@ class AddPlan:
 @dataclass
 class IntegerPlan:
     """Per op: a :class:`LayerPlan`, an :class:`AddPlan` or ``None``; ``scales[i]`` is the
-    scale of the tensor after op ``i`` (``input_scale`` before op 0)."""
+    scale of the tensor after op ``i`` (``input_scale`` before op 0); ``input_qmax``: the input
+    codes' bound (127 or 32767 for float observations, 255 for uint8 images)."""
 
     input_scale: float
     inv_input_scale: np.float32
+    input_qmax: int
     ops: list[Any] = field(default_factory=list)
     scales: list[float] = field(default_factory=list)
 
@@ -175,8 +193,8 @@ def integer_plan(art: Artifact) -> IntegerPlan:
         raise ArtifactError("the artifact has no integer calibration: calibrate it first "
                             "(nnc4rl export --integer)")  # fmt: skip
     s = float(art.integer["input_scale"])
-    plan = IntegerPlan(s, np.float32(1.0 / s))
-    x_max, slots = (255 if art.image else QMAX), {}
+    x_max, slots = (255 if art.image else INPUT_QMAX[input_bits(art)]), {}
+    plan = IntegerPlan(s, np.float32(1.0 / s), x_max)
     for i, op in enumerate(art.ops):
         kind, entry = op["op"], None
         if kind in ("linear", "conv2d"):
@@ -206,7 +224,8 @@ def quantize_input(art: Artifact, plan: IntegerPlan, obs: np.ndarray) -> np.ndar
     x = network_layout(art, obs)
     if art.image:
         return x.astype(np.int32)
-    v = np.clip(x.astype(np.float32) * plan.inv_input_scale, np.float32(-QMAX), np.float32(QMAX))
+    qmax = np.float32(plan.input_qmax)
+    v = np.clip(x.astype(np.float32) * plan.inv_input_scale, -qmax, qmax)
     half = np.where(v >= 0, np.float32(0.5), np.float32(-0.5)).astype(np.float32)
     return np.trunc((v + half).astype(np.float32)).astype(np.int32)
 

@@ -97,8 +97,10 @@ class Artifact:
         and the action is ``low + 0.5 (y + 1)(high - low)``) or ``{"kind": "argmax", "n": N}``.
     :param info: free-form provenance (env id, seed, source file, sparsity).
     :param integer: ``None``, or the calibration of the full-integer path: ``input_scale``
-        (float32 scale of the int8 input; ``1/255`` for uint8 images) and ``calibration``
-        (where the scales come from: env, seeds, episodes, observations).
+        (float32 scale of the input codes; ``1/255`` for uint8 images), ``input_bits`` (16:
+        int16 codes of a float observation; 8 for images and for artifacts calibrated before
+        the field existed) and ``calibration`` (where the scales come from: env, seeds,
+        episodes, observations).
     """
 
     algo: str

@@ -9,11 +9,14 @@ activation Q/DQ pairs).
 **Full integer** (FORMAT.md "Integer path"; the artifact must be calibrated). Standard ONNX
 integer operators, at the artifact's static scales:
 
-* input: ``QuantizeLinear(obs, input_scale)`` clipped to [-127, 127] (int8); uint8 Atari frames
-  go in as they are (codes = pixel values, scale 1/255);
+* input: a float observation is quantized as the reference does it, bit for bit:
+  ``Mul(obs, float32(1 / s))``, ``Clip`` to the codes' bound, rounded half away from zero
+  (``Sign * Floor(Abs + 0.5)``), to int16 codes (``input_bits`` 16; int8 for an artifact
+  calibrated with 8); uint8 Atari frames go in as they are (codes = pixel values, scale 1/255);
 * every layer: ``MatMulInteger`` / ``ConvInteger`` (int8 or uint8 activations x int8 weight
   codes, int32 accumulators) plus the int32 bias ``round(bias / (s_in s_w))`` - the accumulators
-  are those of the numpy reference exactly;
+  are those of the numpy reference exactly; the first layer of int16 input codes, which
+  ``MatMulInteger`` does not take, is an int32 ``MatMul`` (exact: every partial sum fits int32);
 * a hidden layer requantizes ``DequantizeLinear(acc, s_in s_w)`` (axis 1, per output channel) ->
   ``QuantizeLinear(act_scale)`` -> ``Clip(lo, 127)`` (``lo`` = 0 fuses the ReLU that follows);
   ``relu`` / ``maxpool`` / ``flatten`` run on int8 codes;
@@ -26,11 +29,11 @@ integer operators, at the artifact's static scales:
 
 Agreement with the numpy reference (:func:`integer_agreement` measures it): ONNX requantizes in
 float (``acc * s_in s_w``, then ``/ s_out``, rounded half to even) where the reference uses a
-31-bit fixed-point multiplier and a shift (rounded half up), and quantizes the input by ``obs /
-s`` instead of ``obs * float32(1 / s)`` rounded half away from zero. Both compute the same real
-number to about 1e-7 relative, so an int8 code can differ, by one, only where that number lies
-within float rounding of a half-integer (a rounding tie); everything else - accumulators, the
-residual adds, every code of an observation without such a tie, and the DQN Q-values - is
+31-bit fixed-point multiplier and a shift (rounded half up). Both compute the same real
+number to about 1e-7 relative, so a hidden int8 code can differ, by one, only where that number
+lies within float rounding of a half-integer (a rounding tie); everything else - the input
+codes, accumulators, the residual adds, every code of an observation without such a tie, and
+the DQN Q-values - is
 identical, and SAC actions of tie-free observations differ only by ``Tanh``'s rounding. One
 tie changes the downstream accumulators by a few weight codes, so the action moves by a small
 fraction of its range; :func:`integer_agreement` reports the largest difference.
@@ -145,7 +148,7 @@ def _fp32_body(g: _Graph, art: Artifact) -> str:
 
 
 def input_codes_name() -> str:
-    """Name of the int8 input codes in the integer graph (float observations only)."""
+    """Name of the input codes in the integer graph (float observations only)."""
     return "q_input"
 
 
@@ -155,15 +158,27 @@ def layer_names(i: int) -> tuple[str, str]:
     return f"acc{i}", f"x{i}"
 
 
-def _integer_layer(g: _Graph, art: Artifact, i: int, x: str, entry: LayerPlan) -> str:
+def _integer_layer(
+    g: _Graph, art: Artifact, i: int, x: str, entry: LayerPlan, wide: bool = False
+) -> str:
     """One linear / conv op: integer matmul or conv, int32 bias, then requantize (or leave the
-    integer domain, for the output layer)."""
+    integer domain, for the output layer).
+
+    :param wide: ``x`` holds int32 codes (the int16 input of a float observation): an int32
+        ``MatMul`` replaces ``MatMulInteger``.
+    """
+    from onnx import TensorProto
+
     op, layer = art.ops[i], art.layers[art.ops[i]["layer"]]
     acc_name, out_name = layer_names(i)
+    if wide and op["op"] != "linear":
+        raise ArtifactError(f"op {i}: int16 input codes need a linear first layer")
     if op["op"] == "linear":
-        acc = g.node(
-            "MatMulInteger", [x, g.const(f"w{i}_int8", np.ascontiguousarray(layer.matrix.T))]
-        )
+        w = g.const(f"w{i}_int8", np.ascontiguousarray(layer.matrix.T))
+        if wide:
+            acc = g.node("MatMul", [x, g.node("Cast", [w], to=TensorProto.INT32)])
+        else:
+            acc = g.node("MatMulInteger", [x, w])
         bias = entry.bias.astype(np.int32)
     else:
         (ph, pw), kh, kw = op["padding"], *layer.codes.shape[2:]
@@ -199,6 +214,8 @@ def _integer_add(g: _Graph, i: int, x: str, r: str, entry: AddPlan) -> str:
 
 def _integer_body(g: _Graph, art: Artifact) -> str:
     """The full-integer graph from ``obs`` to the network output (module docstring)."""
+    from onnx import TensorProto
+
     from nnc4rl.export.integer import QMAX, integer_plan
 
     plan = integer_plan(art)
@@ -206,16 +223,22 @@ def _integer_body(g: _Graph, art: Artifact) -> str:
     x = "obs"
     if art.obs.get("layout") == "HWC":
         x = g.node("Transpose", [x], perm=[0, 3, 1, 2])
+    wide = not art.image and plan.input_qmax > QMAX
     if not art.image:  # uint8 frames are their own codes; float observations are quantized
-        q = g.node("QuantizeLinear", [x, g.const("input_scale", np.float32(plan.input_scale)),
-                                      g.const("input_zero", np.int8(0))])  # fmt: skip
-        x = g.node("Clip", [q, g.const("qmin", np.int8(-QMAX)), "qmax"], out=input_codes_name())
+        bound = np.float32(plan.input_qmax)
+        v = g.node("Mul", [x, g.const("inv_input_scale", plan.inv_input_scale)])
+        v = g.node("Clip", [v, g.const("input_lo", -bound), g.const("input_hi", bound)])
+        half = g.node("Add", [g.node("Abs", [v]), g.const("input_half", np.float32(0.5))])
+        q = g.node("Mul", [g.node("Sign", [v]), g.node("Floor", [half])])
+        x = g.node("Cast", [q], out=input_codes_name(),
+                   to=TensorProto.INT32 if wide else TensorProto.INT8)  # fmt: skip
     slots: dict[str, str] = {}
     fused = False  # the previous layer's clamp already applied this ReLU
     for i, (op, entry) in enumerate(zip(art.ops, plan.ops, strict=True)):
         kind = op["op"]
         if kind in ("linear", "conv2d"):
-            x = _integer_layer(g, art, i, x, entry)
+            x = _integer_layer(g, art, i, x, entry, wide)
+            wide = False  # only the first layer reads the input codes
         elif kind == "relu" and not fused:
             x = g.node("Relu", [x])
         elif kind == "tanh":
@@ -415,8 +438,8 @@ def integer_agreement(art: Artifact, obs: np.ndarray, threads: int = 1) -> dict[
     feed = np.ascontiguousarray(obs, np.uint8 if art.image else np.float32)
     got = dict(zip(heads + names, session.run(heads + names, {"obs": feed}), strict=True))
     checks = []
-    if not art.image:  # the reference scales by float32(1 / s) and rounds half away from zero
-        real = obs.astype(np.float32).astype(np.float64) / plan.input_scale
+    if not art.image:  # computed as the reference does: identical codes, no ties to excuse
+        real = np.zeros(obs.shape, np.float64)
         ref = quantize_input(art, plan, obs)
         checks.append({"name": input_codes_name()} | _tie_check(got[names[0]], ref, real))
     for i in hidden:

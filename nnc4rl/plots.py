@@ -297,9 +297,7 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
         if by_task:
             tasks = list(by_task.values())
             lo, hi = stats.stratified_bootstrap_ci(tasks, n_boot=n_boot)
-            where = "sparsity " + ", ".join(
-                f"{k[-1]:g}" for k in sorted(by_task, key=lambda k: k[-1])
-            )
+            where = "sparsity " + ", ".join(f"{x:g}" for x in sorted({k[-1] for k in by_task}))
             iqm_rows.append((name, stats.iqm(tasks), lo, hi, f"{len(tasks)} task(s): {where}"))
     pq = per_seed(runs, "pruned + quantized")
     poi_rows = []

@@ -17,7 +17,13 @@ import pandas as pd
 from nnc4rl.atomic import write_atomic
 from nnc4rl.plan import steps_to_train
 from nnc4rl.profiles import load_profile
-from nnc4rl.readings import claims_table, definition, figure_labels, loss_verdict
+from nnc4rl.readings import (
+    claims_table,
+    definition,
+    figure_labels,
+    is_pipeline_check,
+    loss_verdict,
+)
 from nnc4rl.results import load_runs, summarize
 
 BEGIN = "<!-- results: generated from the run store by `python -m nnc4rl.report`; do not edit -->"
@@ -46,9 +52,9 @@ def _relative(r: pd.Series) -> str:
                      r["diff_t95_high"] / scale, 1) + " %"  # fmt: skip
 
 
-def _verdict(r: pd.Series) -> str:
+def _verdict(r: pd.Series, pipeline_check: bool) -> str:
     return loss_verdict(int(r["n_paired"]), r["diff_t95_low"], r["diff_t95_high"],
-                        r["dense_paired_mean"])  # fmt: skip
+                        r["dense_paired_mean"], pipeline_check)  # fmt: skip
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -58,10 +64,10 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
+def sparsity_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.DataFrame:
     """Per sparsity of one env: the main variants' mean return with its Student-t 95 % interval,
-    the QAT network's paired difference to the same seeds' dense run and its verdict, and the
-    stored size of the shipped int8 network."""
+    the QAT network's paired difference to the same seeds' dense run and its verdict (none for
+    a pipeline check), and the stored size of the shipped int8 network."""
     rows = []
     for s, g in summary.groupby("sparsity", sort=True):
         by = {r["variant"]: r for _, r in g.iterrows()}
@@ -74,7 +80,8 @@ def sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
             row |= {"QAT int8 - dense (paired)": "", "verdict": "", "stored bytes": "",
                     "ratio real / nominal": ""}  # fmt: skip
         else:
-            row |= {"QAT int8 - dense (paired)": _relative(qat), "verdict": _verdict(qat),
+            row |= {"QAT int8 - dense (paired)": _relative(qat),
+                    "verdict": _verdict(qat, pipeline_check),
                     "stored bytes": f"{qat['compressed_bytes']:,.0f}",
                     "ratio real / nominal": f"{qat['real_ratio']:.1f}x / "
                                             f"{qat['nominal_ratio']:.1f}x"}  # fmt: skip
@@ -82,14 +89,14 @@ def sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def controls_table(summary: pd.DataFrame) -> pd.DataFrame:
+def controls_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.DataFrame:
     """Every other variant (the controls: equal-length fine-tuning, 4-bit QAT, 4-bit PTQ) with
     its paired difference to dense and verdict."""
     main = {name for names in MAIN.values() for name in names}
     rest = summary[~summary["variant"].isin(main)]
     rows = [{"variant": r["variant"], "sparsity": f"{r['sparsity']:g}", "seeds": int(r["n_seeds"]),
              "return": _interval(r["mean"], r["t95_low"], r["t95_high"]),
-             "minus dense (paired)": _relative(r), "verdict": _verdict(r),
+             "minus dense (paired)": _relative(r), "verdict": _verdict(r, pipeline_check),
              "stored bytes": f"{r['compressed_bytes']:,.0f}"}
             for _, r in rest.sort_values(["variant", "sparsity"]).iterrows()]  # fmt: skip
     return pd.DataFrame(rows)
@@ -119,29 +126,37 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
         out += [f"No {figure} run of the `{profile}` profile is stored yet.", "", END]
         return "\n".join(out)
     one = fig_runs.drop_duplicates("run_id")
+    groups = prof.select(figure)
     Ts = ", ".join(f"{t:,}" for t in sorted(one["T"].unique()))
-    seeds = one.groupby(["group", "sparsity"])["seed"].nunique()
-    have = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    state = ("complete" if len(one) == planned else
-             f"still running: {len(one)} of its {planned} runs are finished, so settings have "
-             f"{have} seeds so far")  # fmt: skip
+    # seeds finished per planned setting (0 for a setting not run yet)
+    done = one.groupby(["group", "env", "arch", "sparsity"])["seed"].nunique()
+    seeds = [int(done.get((g.name, env, arch, float(s)), 0)) for g in groups for env in g.envs
+             for arch in g.archs for s in g.sparsities]  # fmt: skip
+    have = f"{min(seeds)}" if min(seeds) == max(seeds) else f"{min(seeds)}-{max(seeds)}"
+    state = ("complete" if len(one) >= planned else
+             f"still running: {len(one)} of its {planned} runs are finished, and its "
+             f"{len(seeds)} settings have {have} seeds so far")  # fmt: skip
+    trained = sorted({steps_to_train(int(t), bool(q or e)) for t, q, e in
+                      zip(one["T"], one["quantized"], one["extra_finetune"], strict=True)})  # fmt: skip
     out += [
-        f"**Scale.** Profile `{profile}`, figure 4: SAC on {', '.join(sorted(one['env'].unique()))}"
-        f" at T = {Ts} (QAT runs train 1.2 T), sparsities "
+        f"**Scale.** Profile `{profile}`, {figure} ({groups[0].title}): "
+        f"{', '.join(sorted(one['env'].unique()))} at T = {Ts} (runs train "
+        f"{' or '.join(f'{n:,}' for n in trained)} env steps), sparsities "
         f"{', '.join(f'{s:g}' for s in sorted(one['sparsity'].unique()))}; the study is {state}.",
         "",
         f"**Compute.** {used['runs']} stored runs of the profile, {used['env_steps']:,} env steps, "
-        f"{used['hours']:.1f} h of summed run wall time (training and evaluation, one torch "
-        f"thread per run, two runs side by side on a 2-core CPU).",
+        f"{used['hours']:.1f} h of summed run wall time (training and evaluation; a resumed run "
+        f"counts every attempt).",
         "",
-        f"![Figure 4 at the {profile} profile](figures/{profile}/{figure}_returns.png)",
+        f"![{figure} at the {profile} profile](figures/{profile}/{figure}_returns.png)",
         "",
         f"Mean return over seeds with its Student-t 95 % interval. Verdict: {definition()}.",
         "",
     ]
+    check = is_pipeline_check(labels.get(figure, ""))
     for env, e in summarize(fig_runs).groupby("env", sort=True):
-        out += [f"*{env}*", "", _markdown(sparsity_table(e)), ""]
-        controls = controls_table(e)
+        out += [f"*{env}*", "", _markdown(sparsity_table(e, check)), ""]
+        controls = controls_table(e, check)
         if not controls.empty:
             out += [f"*{env}, controls and other bit widths*", "", _markdown(controls), ""]
     claims = claims_table(runs, labels)[["claim", "paper", "ours", "verdict"]]

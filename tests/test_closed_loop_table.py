@@ -72,8 +72,10 @@ def test_closed_loop_table_of_a_run_store(store, monkeypatch, tmp_path):
 def test_sentences_one_per_sparsity_with_per_seed_values():
     rows = [{"env": "Hopper-v4", "arch": "mlp", "algo": "sac", "sparsity": s, "seed": seed,
              "current": True, "trained_return": 100.0, "integer_minus_trained": d,
-             "action_error_max": 0.01, "greedy_disagree": np.nan}
+             "action_error_max": 0.01, "greedy_disagree": np.nan,
+             "artifact_max_episode_diff": 0.5 + seed}
             for s, seed, d in [(0.5, 0, 1.0), (0.5, 1, -3.0), (0.9, 0, 2.0)]]  # fmt: skip
     first, second = closed_loop_sentences(pd.DataFrame(rows))
     assert "sparsity 0.50" in first and "-1.00 on average over 2" in first
     assert "seed 0: +1.00, seed 1: -3.00" in first and "sparsity 0.90" in second
+    assert "moves an episode's return by up to 1.50" in first

@@ -75,6 +75,16 @@ def test_sac_integer_c_matches_numpy_bit_for_bit_and_fits(sac):
     assert int_art.integer["input_bits"] == 16 and "static int16_t obs_q[11];" in source
 
 
+def _rewrite(src, dst, edit) -> None:
+    """Copy an artifact with its JSON header edited."""
+    import json
+
+    with np.load(src) as z:
+        header, blob = json.loads(z["header"].tobytes()), z["blob"]
+    text = json.dumps(edit(header)).encode()
+    np.savez_compressed(dst, header=np.frombuffer(text, np.uint8), blob=blob)
+
+
 def test_an_artifact_calibrated_with_int8_input_codes_still_runs(sac, tmp_path):
     """``input_bits`` 8 (artifacts calibrated before int16 inputs): C equals numpy, the codes
     are int8, and they are coarser: the action error against the trained network grows."""
@@ -83,8 +93,21 @@ def test_an_artifact_calibrated_with_int8_input_codes_still_runs(sac, tmp_path):
     old = copy.deepcopy(sac["int"])
     old.integer.pop("input_bits")
     old.integer["input_scale"] = float(np.float32(old.integer["input_scale"] * 32767 / 127))
-    save_artifact(old, tmp_path / "old.npz")
-    old = load_artifact(tmp_path / "old.npz")
+    save_artifact(old, tmp_path / "v3.npz")  # written as version 3 with input_bits 8
+    assert load_artifact(tmp_path / "v3.npz").integer["input_bits"] == 8
+    _rewrite(
+        tmp_path / "v3.npz",
+        tmp_path / "old.npz",
+        lambda h: (
+            h
+            | {
+                "version": 2,
+                "integer": {k: v for k, v in h["integer"].items() if k != "input_bits"},
+            }
+        ),
+    )
+    old = load_artifact(tmp_path / "old.npz")  # a version-2 file, as written before input_bits
+    assert "input_bits" not in old.integer
     c_path, _ = save_c(old, tmp_path / "old.c", integer=True)
     assert "static int8_t obs_q[11];" in c_path.read_text()
     c = CPolicy(old, compile_shared(c_path, tmp_path / "old.so"), integer=True)
@@ -96,6 +119,9 @@ def test_an_artifact_calibrated_with_int8_input_codes_still_runs(sac, tmp_path):
     save_artifact(bad, tmp_path / "bad.npz")
     with pytest.raises(ArtifactError, match="integer.input_bits 12 is invalid: 8 or 16 is allowed"):
         load_artifact(tmp_path / "bad.npz")
+    _rewrite(tmp_path / "v3.npz", tmp_path / "v2_16.npz", lambda h: h | {"version": 2})
+    with pytest.raises(ArtifactError, match="input_bits is present: format version 2 has none"):
+        load_artifact(tmp_path / "v2_16.npz")
     trained = load_policy(sac["art"]).predict(obs)[0]
     err8 = np.abs(ref.predict(obs)[0] - trained).mean()
     err16 = np.abs(load_policy(sac["int"], integer=True).predict(obs)[0] - trained).mean()

@@ -60,9 +60,10 @@ def test_a_shipped_policy_replays_its_reported_returns(folder):
 @pytest.mark.parametrize("folder", list(dict.fromkeys(_checked()[:1] + _checked()[-1:])),
                          ids=lambda p: p.name)  # fmt: skip
 def test_the_full_integer_policy_of_a_shipped_run_keeps_its_return(folder):
-    """int8 activations (int16 input codes), calibrated as `nnc4rl export --integer` does, on
-    the run's paired evaluation episodes: the return stays within the tolerance that defines
-    "without loss" (nnc4rl.readings) of the trained network's."""
+    """int8 activations (int16 input codes), calibrated as `nnc4rl export --integer` does (on
+    the first three of the run's paired evaluation episodes, which are then scored with the
+    rest), play those episodes: the return stays within the tolerance that defines "without
+    loss" (nnc4rl.readings) of the trained network's."""
     from nnc4rl.export.closed_loop import closed_loop_row
     from nnc4rl.readings import TOLERANCE
 
@@ -70,5 +71,4 @@ def test_the_full_integer_policy_of_a_shipped_run_keeps_its_return(folder):
     final = summary["eval"]["qat_end"]
     row = closed_loop_row(folder, final["returns"], summary["eval_seeds"], summary["env"],
                           summary["seed"])  # fmt: skip
-    assert row["trained_return"] == pytest.approx(final["mean"])
     assert abs(row["integer_minus_trained"]) <= TOLERANCE * abs(row["trained_return"]), row

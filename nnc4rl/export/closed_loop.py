@@ -185,8 +185,10 @@ def closed_loop_table(
     run of ``profile`` that keeps ``policy.npz`` (read from the run store; nothing is trained).
 
     Each run's paired evaluation episodes (``summary.json``'s ``eval_seeds``) are played by the
-    weight-only artifact (``artifact_return``: the trained network's arithmetic, so it equals
-    the stored ``qat_end`` return, ``trained_return``, up to float rounding) and by the
+    weight-only artifact (``artifact_return``: the trained network's arithmetic up to float
+    rounding; in chaotic dynamics that rounding alone moves an episode's return by a few
+    percent, ``artifact_max_episode_diff``, from the stored ``qat_end`` return,
+    ``trained_return``) and by the
     full-integer policy calibrated on the first ``calibration_episodes`` of them, as
     ``nnc4rl export --integer`` does (``integer_return``). Returns are means over the episodes;
     ``integer_minus_trained`` is the mean per-episode difference. ``action_error_max`` /
@@ -252,6 +254,8 @@ def closed_loop_sentences(table: pd.DataFrame) -> list[str]:
         out.append(
             f"{env} {arch}, sparsity {sparsity:.2f}: the integer policy's return minus the trained "
             f"network's is {g['integer_minus_trained'].mean():+.2f} on average over {len(g)} "
-            f"seed(s) ({seeds}; trained {g['trained_return'].mean():.2f}); {error}."
+            f"seed(s) ({seeds}; trained {g['trained_return'].mean():.2f}); {error}; float "
+            f"rounding alone (the weight-only artifact) moves an episode's return by up to "
+            f"{g['artifact_max_episode_diff'].max():.2f}."
         )
     return out

@@ -109,9 +109,14 @@ def encode(art: Artifact) -> tuple[dict[str, Any], bytes]:
         layers.append({"name": layer.name, "kind": layer.kind, "shape": list(layer.codes.shape),
                        "bits": layer.bits, "encoding": enc, "nnz": layer.nnz,
                        "tensors": tensors})  # fmt: skip
+    integer = art.integer
+    if integer is not None:  # version 3 names the input codes' bits (8 when read from version 2)
+        from nnc4rl.export.integer import input_bits
+
+        integer = {**integer, "input_bits": input_bits(art)}
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "algo": art.algo, "obs": art.obs,
               "head": art.head, "layers": layers, "ops": art.ops, "info": art.info,
-              "integer": art.integer}  # fmt: skip
+              "integer": integer}  # fmt: skip
     return header, bytes(blob)
 
 
@@ -224,8 +229,9 @@ def _decode_layer(entry: dict, blob: _Blob, path: Path, version: int) -> Layer:
     return Layer(name, kind, m.reshape(shape).copy(), scale, bias, bits)
 
 
-def _check_integer(art: Artifact, path: Path) -> None:
-    """The integer section: a positive finite input scale and an ``act_scale`` where needed."""
+def _check_integer(art: Artifact, path: Path, version: int = FORMAT_VERSION) -> None:
+    """The integer section: a positive finite input scale, the input codes' bits (version 3;
+    version 2 has none and means 8) and an ``act_scale`` where needed."""
     if art.integer is None:
         if any("act_scale" in op for op in art.ops):
             raise _bad(path, "act_scale without an integer section")
@@ -235,6 +241,10 @@ def _check_integer(art: Artifact, path: Path) -> None:
         raise _bad(path, f"integer.input_scale {s!r} must be a finite positive number")
     from nnc4rl.export.integer import INPUT_QMAX, needs_act_scale
 
+    if version >= 3 and "input_bits" not in art.integer:
+        raise _bad(path, f"integer.input_bits is missing: format version {version} requires it")
+    if version < 3 and "input_bits" in art.integer:
+        raise _bad(path, f"integer.input_bits is present: format version {version} has none")
     bits = art.integer.get("input_bits", 8)
     if bits not in INPUT_QMAX or (art.image and bits != 8):
         allowed = "8 (uint8 images)" if art.image else " or ".join(map(str, INPUT_QMAX))
@@ -281,7 +291,7 @@ def load_artifact(path: str | Path) -> Artifact:
         art = Artifact(header["algo"], layers, header["ops"], header["obs"], header["head"],
                        header.get("info", {}), header.get("integer"))  # fmt: skip
         art.check()
-        _check_integer(art, path)
+        _check_integer(art, path, version)
     except ArtifactError as err:
         msg = str(err)
         raise (err if msg.startswith(repr(str(path))) else _bad(path, msg)) from None

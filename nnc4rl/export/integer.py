@@ -92,15 +92,23 @@ def calibrate(
         if needs_act_scale(art, i):
             t = acts[i + 1] if _relu_follows(art, i) else acts[i]
             op["act_scale"] = _scale(float(np.abs(t).max()))
-    bits = 8 if art.image else INPUT_BITS
-    input_scale = 1.0 / 255.0 if art.image else _scale(float(np.abs(x).max()), INPUT_QMAX[bits])
-    out.integer = {
-        "input_scale": float(np.float32(input_scale)),
-        "input_bits": bits,
-        "calibration": {"observations": len(observations)} | dict(provenance or {}),
-    }
-    integer_plan(out)  # checks the accumulators fit int32
-    return out
+    # int16 input codes unless the first layer's int32 accumulators could then overflow (an
+    # observation of more than ~500 features): int8 codes then
+    for bits in (8,) if art.image else (INPUT_BITS, 8):
+        amax = float(np.abs(x).max())
+        input_scale = 1.0 / 255.0 if art.image else _scale(amax, INPUT_QMAX[bits])
+        out.integer = {
+            "input_scale": float(np.float32(input_scale)),
+            "input_bits": bits,
+            "calibration": {"observations": len(observations)} | dict(provenance or {}),
+        }
+        try:
+            integer_plan(out)  # checks the accumulators fit int32
+            return out
+        except ArtifactError:
+            if bits == 8:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _scale(amax: float, qmax: int = QMAX) -> float:

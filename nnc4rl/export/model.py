@@ -19,8 +19,10 @@ import numpy as np
 from nnc4rl.config import ConfigError
 
 FORMAT_NAME = "nnc4rl-policy"
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)  # version 1: codes in int8 containers, no integer path
+FORMAT_VERSION = 3
+# version 1: codes in int8 containers, no integer path; version 2: no integer.input_bits (the
+# integer path's input codes are int8); version 3: integer.input_bits (16 for float observations)
+READ_VERSIONS = (1, 2, 3)
 OPS = ("linear", "conv2d", "relu", "tanh", "flatten", "maxpool", "save", "add")
 OBS_DTYPES = ("float32", "float64", "uint8")
 

@@ -403,8 +403,9 @@ def integer_agreement(art: Artifact, obs: np.ndarray, threads: int = 1) -> dict[
     """Measure the integer ONNX graph of ``art`` against the numpy reference
     (:mod:`nnc4rl.export.integer`) on env observations ``obs`` ``(N, *obs_env_shape)``.
 
-    Every int8 tensor the graph rounds (the input codes of float observations, each hidden
-    layer's requantized output) is compared with the reference's rounding of the same input:
+    Every tensor the graph rounds (the int16 / int8 input codes of float observations, each
+    hidden layer's requantized int8 output) is compared with the reference's rounding of the same
+    input:
     the graph's own accumulators (exact in both) through the fixed-point multiplier and shift.
 
     :returns: ``observations``; ``tensors``: per rounded tensor (``name``, ``values``,

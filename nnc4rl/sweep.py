@@ -377,8 +377,11 @@ def sweep(
         if files is None:
             result.failed[rid] = error
         else:
-            store.commit(rid, files, force=force or rid in corrupt)
-            result.ran.append(rid)
+            try:  # a run the store refuses is one failed run, never the end of the sweep
+                store.commit(rid, files, force=force or rid in corrupt)
+                result.ran.append(rid)
+            except (ConfigError, OSError) as err:
+                result.failed[rid] = f"finished but not stored: {err}"
         bar.update(1)
 
     try:

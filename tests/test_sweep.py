@@ -171,6 +171,28 @@ def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     assert "1 failed" in out and "FAILED" in out
 
 
+def test_a_run_the_store_refuses_fails_alone(tiny, tmp_path, monkeypatch, capsys):
+    """The store refusing one finished run (e.g. files a newer worker wrote) does not end the
+    sweep: the other runs are stored, that one is reported as failed."""
+    from nnc4rl.schema import CorruptRunError
+
+    commit = RunStore.commit
+
+    def refuse_dense(self, rid, files, force=False):
+        if "-s0.00-" in rid:
+            raise CorruptRunError(f"run folder {rid} is corrupt: policy.npz does not load")
+        return commit(self, rid, files, force)
+
+    monkeypatch.setattr(RunStore, "commit", refuse_dense)
+    result = sweep("tiny", data=tmp_path, workers=1, progress=False)
+    assert len(result.ran) == 1 and len(result.failed) == 1
+    (reason,) = result.failed.values()
+    assert (
+        reason.startswith("finished but not stored: run folder")
+        and "FAILED" in capsys.readouterr().out
+    )
+
+
 def _sweep_argv(tmp_path: Path, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "nnc4rl.cli", "sweep", "--profile", "tiny", "--workers",
             str(workers), "--data", str(tmp_path / "data"), "--no-progress"]  # fmt: skip

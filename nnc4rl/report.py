@@ -102,12 +102,17 @@ def controls_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def _steps_trained(one: pd.DataFrame) -> list[int]:
+    """Env steps each run (one row per run) trained: 1.2 T when quantized or extra fine-tuned."""
+    extends = one["quantized"].astype(bool) | one["extra_finetune"].astype(bool)
+    return [steps_to_train(int(t), bool(e)) for t, e in zip(one["T"], extends, strict=True)]
+
+
 def compute_used(runs: pd.DataFrame) -> dict[str, float]:
     """Finished runs, env steps trained and the summed wall time of their training and
     evaluation (``wall_time_s``, all attempts of a resumed run)."""
     one = runs.drop_duplicates("run_id")
-    extends = one["quantized"].astype(bool) | one["extra_finetune"].astype(bool)
-    steps = sum(steps_to_train(int(t), bool(e)) for t, e in zip(one["T"], extends, strict=True))
+    steps = sum(_steps_trained(one))
     return {"runs": len(one), "env_steps": steps, "hours": float(one["wall_time_s"].sum()) / 3600}
 
 
@@ -136,8 +141,7 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
     state = ("complete" if len(one) >= planned else
              f"still running: {len(one)} of its {planned} runs are finished, and its "
              f"{len(seeds)} settings have {have} seeds so far")  # fmt: skip
-    trained = sorted({steps_to_train(int(t), bool(q or e)) for t, q, e in
-                      zip(one["T"], one["quantized"], one["extra_finetune"], strict=True)})  # fmt: skip
+    trained = sorted(set(_steps_trained(one)))
     out += [
         f"**Scale.** Profile `{profile}`, {figure} ({groups[0].title}): "
         f"{', '.join(sorted(one['env'].unique()))} at T = {Ts} (runs train "

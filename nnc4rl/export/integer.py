@@ -94,8 +94,8 @@ def calibrate(
             op["act_scale"] = _scale(float(np.abs(t).max()))
     # int16 input codes unless the first layer's int32 accumulators could then overflow (an
     # observation of more than ~500 features): int8 codes then
+    amax = float(np.abs(x).max())
     for bits in (8,) if art.image else (INPUT_BITS, 8):
-        amax = float(np.abs(x).max())
         input_scale = 1.0 / 255.0 if art.image else _scale(amax, INPUT_QMAX[bits])
         out.integer = {
             "input_scale": float(np.float32(input_scale)),

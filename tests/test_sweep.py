@@ -232,7 +232,9 @@ def test_kill_9_of_the_sweep_leaves_no_worker_and_keeps_the_checkpoint(tmp_path)
     sweep_proc = psutil.Process(proc.pid)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # until the run has a checkpoint
-        if root.is_dir() and any(p.name.endswith(".checkpoint") for p in root.iterdir()):
+        # the folder appears before its first file is renamed into it: wait for the file
+        if root.is_dir() and any(p.name.endswith(".checkpoint") and any(p.iterdir())
+                                 for p in root.iterdir()):  # fmt: skip
             break
         time.sleep(0.1)
     children = sweep_proc.children(recursive=True)

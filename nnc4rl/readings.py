@@ -87,6 +87,10 @@ def _fmt_s(values: Iterable[float]) -> str:
     return ", ".join(f"{s:g}" for s in values)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _ratio(x: float) -> str:
     return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
 
@@ -356,7 +360,7 @@ def _without_loss_claim(
         hi = r["diff_t95_high"] / abs(r["dense_paired_mean"]) if r["dense_paired_mean"] else np.nan
         ours.append(f"{short}: {rel:+.1%} of dense "
                     f"{'[' + format(lo, '+.1%') + ', ' + format(hi, '+.1%') + ']' if np.isfinite(lo) else '(no interval)'}"
-                    f", {r['n_paired']} seeds, nominal {_ratio(r['nominal_ratio'])}, real "
+                    f", {_seeds(r['n_paired'])}, nominal {_ratio(r['nominal_ratio'])}, real "
                     f"{_ratio(r['real_ratio'])}")  # fmt: skip
         if (upto == NOT_MEASURABLE).any():
             per_env[env] = NOT_AT_SCALE
@@ -422,7 +426,7 @@ def _beats_claim(
     g = pooled_gain(c)
     ours = (f"{g['mean']:+.2%} of dense on average over {g['settings']} settings "
             f"{_fmt_interval(100 * g['low'], 100 * g['high'], 2, unit=' %')}, "
-            f"{g['n']} seeds")  # fmt: skip
+            f"{_seeds(g['n'])}")  # fmt: skip
     if g["n"] < MIN_SEEDS:
         return ours, NOT_AT_SCALE, f"fewer than {MIN_SEEDS} seeds{note}."
     detail = (f"the per-seed mean gain of pruned + quantized over {claim.reference} (paired, "

@@ -21,6 +21,8 @@ import seaborn as sns
 
 from nnc4rl import stats
 from nnc4rl.plan import TrainingPlan
+from nnc4rl.readings import MIN_SEEDS, count, per_seed
+from nnc4rl.results import _main_run_rows
 from nnc4rl.store import repo_root
 
 STYLE = {
@@ -57,12 +59,12 @@ def caption(profile: str, runs: pd.DataFrame, label: str = "") -> str:
     """
     Ts = sorted(int(t) for t in runs["T"].unique()) if not runs.empty else []
     if runs.empty:
-        seeds = "0 seed(s)"
+        seeds = "0 seeds"
     else:
         keys = ["group", "env", "arch", "sparsity"]
         per = runs.groupby([k for k in keys if k in runs.columns])["seed"].nunique()
         lo, hi = int(per.min()), int(per.max())
-        seeds = f"{hi} seed(s)" if lo == hi else f"{lo}-{hi} seeds per setting"
+        seeds = count(hi, "seed") if lo == hi else f"{lo}-{hi} seeds per setting"
     text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts) or 'none'}, {seeds}"
     return text + (f"; {label}" if label else "")
 
@@ -119,7 +121,6 @@ def sparsity_returns(runs: pd.DataFrame, title: str) -> plt.Figure:
 
     :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
     """
-    from nnc4rl.results import _main_run_rows
 
     df = _main_run_rows(runs)
     panels = list(df.groupby(["env", "arch"], sort=True))
@@ -210,7 +211,7 @@ def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
                 ax.plot(seed_curve["step"], seed_curve["return_mean"], color=palette[kind],
                         alpha=0.25, linewidth=0.7)  # fmt: skip
             sns.lineplot(data=k, x="step", y="return_mean", ax=ax, errorbar=_t_errorbar,
-                         color=palette[kind], label=f"{kind} ({k['seed'].nunique()} seeds)")  # fmt: skip
+                         color=palette[kind], label=f"{kind} ({count(k['seed'].nunique(), 'seed')})")  # fmt: skip
         ax.set_xlabel("env steps")
         ax.set_ylabel("return")
         ax.set_title(f"{_short(env)} ({arch}), sparsity {s:g}", fontsize=9)
@@ -263,8 +264,6 @@ def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
 def _normalized_tasks(runs: pd.DataFrame, variant: str) -> dict[tuple, np.ndarray]:
     """Per task (env, network, sparsity; the key ends with the sparsity) the per-seed return
     normalised by the same seed's dense return (:func:`nnc4rl.stats.normalize_to_reference`)."""
-    from nnc4rl.readings import per_seed
-
     values, dense = per_seed(runs, variant), per_seed(runs, "dense")
     out = {}
     for key, v in values.items():
@@ -282,35 +281,46 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
     mean of the dense-normalised return (per seed, against the same seed's dense run) of every
     compressed variant over all its tasks (env x network x sparsity), with a stratified-bootstrap
     95 % interval; right, the probability that pruned + quantized beats each reference on the
-    same task, with its stratified-bootstrap interval. With one seed per task there is nothing to
-    resample and only the estimate is drawn.
+    same task, with its stratified-bootstrap interval. Only tasks with at least
+    :data:`nnc4rl.readings.MIN_SEEDS` seeds (on both sides) are aggregated, so a partial study
+    gives no one-seed task frozen weight; with none, every task is used and only the estimate
+    is drawn.
 
     :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
     :param n_boot: bootstrap resamples.
     """
-    from nnc4rl.readings import per_seed
+
+    def enough(tasks: dict) -> tuple[dict, str]:
+        """The tasks whose every side has MIN_SEEDS runs (all, if none has) and a note."""
+        full = {k: v for k, v in tasks.items() if min(map(len, v)) >= MIN_SEEDS}
+        if not full:
+            return tasks, f"{count(len(tasks), 'task')}, too few seeds for an interval"
+        left = len(tasks) - len(full)
+        return full, count(len(full), "task") + (f" ({left} with 1 seed left out)" if left else "")
 
     names = [v for v in _order(runs["variant"]) if v != "dense"]
     iqm_rows = []
     for name in names:
         by_task = _normalized_tasks(runs, name)
         if by_task:
-            tasks = list(by_task.values())
+            kept, note = enough({k: (v,) for k, v in by_task.items()})
+            tasks = [v for (v,) in kept.values()]
             lo, hi = stats.stratified_bootstrap_ci(tasks, n_boot=n_boot)
-            where = "sparsity " + ", ".join(f"{x:g}" for x in sorted({k[-1] for k in by_task}))
-            iqm_rows.append((name, stats.iqm(tasks), lo, hi, f"{len(tasks)} task(s): {where}"))
+            where = "sparsity " + ", ".join(f"{x:g}" for x in sorted({k[-1] for k in kept}))
+            iqm_rows.append((name, stats.iqm(tasks), lo, hi, f"{note}: {where}"))
     pq = per_seed(runs, "pruned + quantized")
     poi_rows = []
     for ref in ("pruned", "pruned, 1.2 T", "dense"):
         other = per_seed(runs, ref)
-        pairs = [(list(v.values()), list(other[k if ref != "dense" else (*k[:4], 0.0)].values()))
-                 for k, v in pq.items() if (k if ref != "dense" else (*k[:4], 0.0)) in other]  # fmt: skip
+        ref_key = {k: k if ref != "dense" else (*k[:4], 0.0) for k in pq}
+        pairs = {k: (list(v.values()), list(other[ref_key[k]].values()))
+                 for k, v in pq.items() if ref_key[k] in other}  # fmt: skip
         if pairs:
-            xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+            pairs, note = enough(pairs)
+            xs, ys = [x for x, _ in pairs.values()], [y for _, y in pairs.values()]
             lo, hi = stats.probability_of_improvement_ci(xs, ys, n_boot=n_boot)
             poi_rows.append((f"P(pruned + quantized > {ref})",
-                             stats.probability_of_improvement(xs, ys), lo, hi,
-                             f"{len(pairs)} task(s)"))  # fmt: skip
+                             stats.probability_of_improvement(xs, ys), lo, hi, note))  # fmt: skip
     with sns.axes_style("whitegrid"):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(iqm_rows), 3) + 2))
     for ax, rows, xlabel in ((left, iqm_rows, "IQM of return / same seed's dense return"),

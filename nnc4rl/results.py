@@ -243,17 +243,6 @@ def load_episodes(
                                           "point", "run_id", "episode"])  # fmt: skip
 
 
-def bootstrap_ci(
-    values, level: float = 0.95, n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``; ``(nan, nan)`` below two values.
-
-    Not used for the figures or tables: at 2-5 seeds it covers the true mean far less often than
-    its nominal level (see :mod:`nnc4rl.stats`); :func:`summarize` gives Student-t intervals.
-    """
-    return stats.percentile_bootstrap_ci(values, level, n_boot, seed)
-
-
 # A setting: the group is not part of it, because a figure's control runs (equal-length
 # fine-tuning, 4-bit QAT) live in groups of their own and share the main group's settings.
 SUMMARY_KEYS = ("figure", "env", "arch", "T", "sparsity", "point", "variant")
@@ -459,5 +448,5 @@ def write_tables(profile: str, runs: pd.DataFrame, data=None) -> dict[str, pd.Da
     return out
 
 
-__all__ = ["Group", "load_runs", "load_curves", "load_episodes", "StoredRun", "summarize", "bootstrap_ci", "write_tables",
+__all__ = ["Group", "load_runs", "load_curves", "load_episodes", "StoredRun", "summarize", "write_tables",
            "hyperparameter_table", "env_table", "table_numbers", "variant"]  # fmt: skip

@@ -47,6 +47,38 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Int
     return float(x.mean() - half), float(x.mean() + half)
 
 
+def t_pvalue(values: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p-value of the one-sample t-test "the mean is 0" (e.g. of per-seed paired
+    differences).
+
+    :param values: one value per seed (NaNs are dropped).
+    :return: the p-value; NaN for fewer than two values or zero spread with mean 0.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size < 2:
+        return float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(_st.ttest_1samp(x, 0.0).pvalue)
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> np.ndarray:
+    """Holm's step-down correction: which hypotheses to reject so that the chance of rejecting
+    any true one stays at most ``alpha`` over the whole family.
+
+    :param pvalues: one p-value per hypothesis (NaN: never rejected).
+    :param alpha: family-wise error rate.
+    :return: boolean array aligned with ``pvalues``.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    reject = np.zeros(p.size, dtype=bool)
+    for rank, i in enumerate(np.argsort(np.where(np.isnan(p), np.inf, p))):
+        if not p[i] <= alpha / (p.size - rank):
+            break
+        reject[i] = True
+    return reject
+
+
 def percentile_bootstrap_ci(
     values: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 2000, seed: int = 0
 ) -> Interval:
@@ -101,10 +133,11 @@ def stratified_bootstrap_ci(
     :param level: nominal coverage.
     :param n_boot: bootstrap resamples.
     :param seed: random seed of the resampling.
-    :return: ``(low, high)``; ``(nan, nan)`` when no task has two runs (nothing to resample).
+    :return: ``(low, high)``; ``(nan, nan)`` when a task has fewer than two runs: its score would
+        never move under resampling, and the interval would be narrower than the data allow.
     """
-    arrays = [np.asarray(t, dtype=float) for t in tasks if len(t)]
-    if not arrays or max(a.size for a in arrays) < 2:
+    arrays = [np.asarray(t, dtype=float) for t in tasks]
+    if not arrays or min(a.size for a in arrays) < 2:
         return NAN_INTERVAL
     rng = np.random.default_rng(seed)
     draws = [a[rng.integers(0, a.size, size=(n_boot, a.size))] for a in arrays]
@@ -144,14 +177,14 @@ def probability_of_improvement_ci(
     """Stratified-bootstrap interval of :func:`probability_of_improvement`: X's and Y's runs are
     resampled independently within each task.
 
-    :return: ``(low, high)``; ``(nan, nan)`` when no task has two runs of X or of Y.
+    :return: ``(low, high)``; ``(nan, nan)`` when a task has fewer than two runs of X or of Y
+        (one run would give e.g. the zero-width interval (1, 1)).
     """
     pairs = [
         (np.asarray(a, dtype=float), np.asarray(b, dtype=float))
         for a, b in zip(x_tasks, y_tasks, strict=True)
-        if len(a) and len(b)
     ]
-    if not pairs or max(max(a.size, b.size) for a, b in pairs) < 2:
+    if not pairs or min(min(a.size, b.size) for a, b in pairs) < 2:
         return NAN_INTERVAL
     rng = np.random.default_rng(seed)
     boot = np.empty(n_boot)
@@ -170,9 +203,11 @@ def paired(
 
     :param values: ``{seed: return}`` of the setting under test.
     :param reference: ``{seed: return}`` of the reference (e.g. the same seed's dense run).
-    :return: the common seeds (sorted) and the two aligned arrays.
+    :return: the common seeds with a finite value on both sides (sorted) and the two aligned
+        arrays.
     """
-    seeds = sorted(set(values) & set(reference))
+    seeds = sorted(s for s in set(values) & set(reference)
+                   if np.isfinite(values[s]) and np.isfinite(reference[s]))  # fmt: skip
     return (
         seeds,
         np.array([values[s] for s in seeds], dtype=float),
@@ -255,6 +290,8 @@ __all__ = [
     "percentile_bootstrap_ci",
     "probability_of_improvement",
     "probability_of_improvement_ci",
+    "holm",
+    "t_pvalue",
     "stratified_bootstrap_ci",
     "t_interval",
 ]

@@ -29,9 +29,9 @@ def _points(ax) -> int:
 def test_caption_counts_the_seeds_present():
     runs = synthetic_runs(seeds=3, T=600)
     assert plots.caption("smoke", runs, "pipeline check: x") == (
-        "smoke profile: T = 600, 3 seed(s); pipeline check: x"
+        "smoke profile: T = 600, 3 seeds; pipeline check: x"
     )
-    assert plots.caption("mini", runs[runs["seed"] < 2]) == "mini profile: T = 600, 2 seed(s)"
+    assert plots.caption("mini", runs[runs["seed"] < 2]) == "mini profile: T = 600, 2 seeds"
     filling = runs[(runs["seed"] < 2) | (runs["sparsity"] == 0)]  # a study still running
     assert plots.caption("mini", filling) == "mini profile: T = 600, 2-3 seeds per setting"
 
@@ -123,6 +123,24 @@ def test_aggregate_estimates_match_stats():
     xs = [g["return_mean"].to_numpy() for _, g in pq.groupby("sparsity")]
     ys = [g["return_mean"].to_numpy() for _, g in pr.groupby("sparsity")]
     assert estimate == pytest.approx(stats.probability_of_improvement(xs, ys), abs=5e-4)
+
+
+def test_aggregate_leaves_one_seed_tasks_out_of_the_intervals():
+    # a study still running: 3 seeds at 0 and 0.5, seed 0 only at 0.9
+    runs = synthetic_runs(seeds=3, sparsities=(0.0, 0.5, 0.9), qat_gain=0.02, noise=2.0)
+    partial = runs[(runs["sparsity"] < 0.9) | (runs["seed"] == 0)]
+    fig = plots.aggregate(partial, "agg", n_boot=200)
+    left, right = fig.axes[:2]
+    texts = [t.get_text() for t in left.texts + right.texts]
+    assert any("1 task (1 with 1 seed left out): sparsity 0.5" in t for t in texts)
+    # only sparsity 0.9 runs: nothing to resample, the estimate alone and no interval band
+    only = runs[(runs["sparsity"] == 0.0) | ((runs["sparsity"] == 0.9) & (runs["seed"] == 0))]
+    fig = plots.aggregate(only, "agg", n_boot=200)
+    rows = [t.get_text() for t in fig.axes[0].texts]
+    bands = [line for line in fig.axes[0].lines if line.get_linewidth() == 6]
+    assert any("too few seeds for an interval" in t for t in rows)
+    # a band for each row with seeds to resample (quantized only, at sparsity 0), none otherwise
+    assert len(bands) == sum("too few seeds" not in t for t in rows) < len(rows)
 
 
 def test_a_redrawn_figure_has_the_same_bytes(tmp_path, monkeypatch):

@@ -97,9 +97,3 @@ def test_write_tables_writes_summary_and_env_table(tmp_path):
     back = pd.read_csv(tmp_path / "tables" / "smoke" / "summary.csv")
     assert {"t95_low", "diff_vs_dense", "norm_vs_dense"} <= set(back.columns)
     assert len(back) == len(out["summary.csv"])
-
-
-def test_bootstrap_ci_gives_no_interval_at_one_value():
-    assert all(math.isnan(v) for v in results.bootstrap_ci([3.0]))
-    lo, hi = results.bootstrap_ci(np.arange(10.0))
-    assert lo < 4.5 < hi

@@ -75,6 +75,8 @@ def test_stratified_bootstrap_resamples_within_tasks():
     lo, hi = stats.stratified_bootstrap_ci([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]], n_boot=300)
     assert lo <= stats.iqm([1, 2, 3, 4, 5, 6]) <= hi
     assert all(math.isnan(v) for v in stats.stratified_bootstrap_ci([[1.0], [2.0]]))
+    # one task with a single run would stay frozen in every resample: no interval at all
+    assert all(math.isnan(v) for v in stats.stratified_bootstrap_ci([[1.0, 2.0, 3.0], [5.0]]))
 
 
 def test_probability_of_improvement_ci_brackets_the_estimate():
@@ -82,6 +84,20 @@ def test_probability_of_improvement_ci_brackets_the_estimate():
     p = stats.probability_of_improvement(x, y)
     lo, hi = stats.probability_of_improvement_ci(x, y, n_boot=300)
     assert 0.0 <= lo <= p <= hi <= 1.0 and lo < hi
+    # one run of X against four of Y: P = 1 with the zero-width interval (1, 1) without the guard
+    one = stats.probability_of_improvement_ci([[9.0]], [[1.0, 2.0, 3.0, 4.0]], n_boot=100)
+    assert all(math.isnan(v) for v in one)
+
+
+def test_t_pvalue_and_holm():
+    x = np.array([1.0, 2.5, 0.5, 3.0])
+    assert stats.t_pvalue(x) == pytest.approx(st.ttest_1samp(x, 0.0).pvalue)
+    assert math.isnan(stats.t_pvalue([1.0])) and math.isnan(stats.t_pvalue([0.0, 0.0]))
+    # Holm at 5 %: 0.005 <= 0.05/4, 0.01 <= 0.05/3, then 0.03 > 0.05/2 stops the step-down
+    reject = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert reject.tolist() == [True, False, False, True]
+    assert stats.holm([0.04, float("nan")]).tolist() == [False, False]  # 0.04 > 0.05/2
+    assert stats.holm([0.02]).tolist() == [True]
 
 
 def test_paired_difference_uses_only_common_seeds():
@@ -97,6 +113,8 @@ def test_paired_difference_uses_only_common_seeds():
     one = stats.paired_difference({0: 1.0}, {0: 2.0})
     assert one["n"] == 1 and math.isnan(one["low"]) and one["diff"] == -1.0
     assert stats.paired_difference({0: 1.0}, {1: 2.0})["n"] == 0
+    # a NaN return pairs with nothing (its seed would otherwise count without a value)
+    assert stats.paired({0: 1.0, 1: math.nan, 2: 3.0}, {0: 0.0, 1: 0.0, 2: math.nan})[0] == [0]
 
 
 def test_pairing_removes_the_seeds_luck():

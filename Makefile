@@ -1,6 +1,6 @@
 # nnc4rl: `make test` and `make reproduce` set everything up on a fresh machine.
 # Setup goes into a project-local virtual environment ($(VENV)). torch is installed first, as the
-# CPU build unless a GPU is present (see README: "GPU users"); every other package is pinned by
+# CPU build unless a GPU is present (see README: "CPU and GPU installs"); every other package is pinned by
 # requirements.txt.
 
 PYTHON ?= python3

@@ -34,7 +34,7 @@ from enum import Enum
 from nnc4rl.config import ConfigError, check_bits, check_int, check_sparsity
 
 
-class Phase(str, Enum):
+class Phase(str, Enum):  # noqa: UP042 (kept: StrEnum would change str() of a member)
     """A phase of the training scheme."""
 
     DENSE = "dense"

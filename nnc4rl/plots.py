@@ -45,6 +45,9 @@ PHASE_COLORS = {"dense": "#d9ead3", "pruning": "#cfe2f3", "finetune": "#fff2cc",
 PHASE_NAMES = {"dense": "dense", "pruning": "pruning", "finetune": "fine-tuning", "qat": "QAT"}
 
 
+NO_RUNS = "no finished runs yet"
+
+
 def _t_errorbar(values) -> tuple[float, float]:
     """seaborn ``errorbar`` callable: the Student-t 95 % interval (NaN, i.e. none, at n = 1)."""
     return stats.t_interval(values)
@@ -57,15 +60,15 @@ def caption(profile: str, runs: pd.DataFrame, label: str = "") -> str:
 
     :param label: the group label (e.g. "pipeline check: untrained agents"), appended if given.
     """
-    Ts = sorted(int(t) for t in runs["T"].unique()) if not runs.empty else []
     if runs.empty:
-        seeds = "0 seeds"
+        text = f"{profile} profile: {NO_RUNS}"
     else:
+        Ts = sorted(int(t) for t in runs["T"].unique())
         keys = ["group", "env", "arch", "sparsity"]
         per = runs.groupby([k for k in keys if k in runs.columns])["seed"].nunique()
         lo, hi = int(per.min()), int(per.max())
         seeds = count(hi, "seed") if lo == hi else f"{lo}-{hi} seeds per setting"
-    text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts) or 'none'}, {seeds}"
+        text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts)}, {seeds}"
     return text + (f"; {label}" if label else "")
 
 
@@ -83,7 +86,17 @@ def _wrap(fig: plt.Figure, title: str) -> str:
     return textwrap.fill(title, width=int(fig.get_figwidth() * 11))
 
 
+def _say_empty(ax: plt.Axes) -> None:
+    """A panel with nothing to draw says so, rather than showing bare axes."""
+    ax.text(0.5, 0.5, NO_RUNS, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _suptitle(fig: plt.Figure, title: str) -> None:
+    for ax in fig.axes:
+        if ax.get_visible() and not (ax.lines or ax.collections or ax.patches or ax.texts):
+            _say_empty(ax)
     fig.suptitle(_wrap(fig, title), fontsize=10)
     fig.tight_layout()
 
@@ -342,6 +355,8 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
         ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel)
+        if not rows:
+            _say_empty(ax)
     left.axvline(1.0, color="tab:green", linestyle="--", linewidth=1)
     right.axvline(0.5, color="grey", linestyle=":", linewidth=1)
     right.set_xlim(0, 1)

@@ -74,13 +74,16 @@ def loss_verdict(
     return INCONCLUSIVE
 
 
-def _fmt_interval(
-    low: float, high: float, digits: int = 1, sign: bool = True, unit: str = ""
-) -> str:
+def _fmt_interval(low: float, high: float, sign: bool = True) -> str:
     if not np.isfinite(low):
         return "no interval"
-    f = f"{'+' if sign else ''}.{digits}f"
-    return f"[{low:{f}}{unit}, {high:{f}}{unit}]"
+    f = "+.1f" if sign else ".1f"
+    return f"[{low:{f}}, {high:{f}}]"
+
+
+def _pct_interval(low: float, high: float) -> str:
+    """``[-3.2%, +12.2%]`` from fractions, or ``(no interval)``."""
+    return f"[{low:+.1%}, {high:+.1%}]" if np.isfinite(low) else "(no interval)"
 
 
 def _fmt_s(values: Iterable[float]) -> str:
@@ -369,8 +372,7 @@ def _without_loss_claim(
         r = r.iloc[0]
         scale = abs(r["dense_paired_mean"]) or np.nan
         rel, lo, hi = (r[k] / scale for k in ("diff_vs_dense", "diff_t95_low", "diff_t95_high"))
-        ours.append(f"{short}: {rel:+.1%} of dense "
-                    f"{'[' + format(lo, '+.1%') + ', ' + format(hi, '+.1%') + ']' if np.isfinite(lo) else '(no interval)'}"
+        ours.append(f"{short}: {rel:+.1%} of dense {_pct_interval(lo, hi)}"
                     f", {count(r['n_paired'], 'seed')}, nominal {_ratio(r['nominal_ratio'])}, real "
                     f"{_ratio(r['real_ratio'])}")  # fmt: skip
         # A measured loss decides the claim even while other sparsities still lack seeds.
@@ -445,8 +447,8 @@ def _beats_claim(
                                  f"correction, and the intervals cannot exclude one of "
                                  f"{tolerance:.0%}{note}.")  # fmt: skip
     g = pooled_gain(c)
-    ours = (f"{g['mean']:+.2%} of dense on average over {count(g['settings'], 'setting')} "
-            f"{_fmt_interval(100 * g['low'], 100 * g['high'], 2, unit=' %')}, "
+    ours = (f"{g['mean']:+.1%} of dense on average over {count(g['settings'], 'setting')} "
+            f"{_pct_interval(g['low'], g['high'])}, "
             f"{count(g['n'], 'seed')}")  # fmt: skip
     if g["left_out"]:
         note += f" ({count(g['left_out'], 'setting')} with fewer seeds not pooled)"

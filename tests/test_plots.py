@@ -36,6 +36,23 @@ def test_caption_counts_the_seeds_present():
     assert plots.caption("mini", filling) == "mini profile: T = 600, 2-3 seeds per setting"
 
 
+def test_a_figure_without_runs_says_so():
+    """A profile whose group has not run yet (the mini DQN check while the SAC study fills in)
+    draws labelled empty panels, not bare axes with a "T = none" title."""
+    empty = synthetic_runs(seeds=1).iloc[:0]
+    assert plots.caption("mini", empty, "pipeline check") == (
+        f"mini profile: {plots.NO_RUNS}; pipeline check"
+    )
+    for draw in (plots.sparsity_returns, plots.compression_ratios, plots.aggregate):
+        fig = draw(empty, "t")
+        texts = [t.get_text() for ax in fig.axes if ax.get_visible() for t in ax.texts]
+        assert plots.NO_RUNS in texts, draw.__name__
+    fig = plots.learning_curves(synthetic_curves(synthetic_runs(seeds=1)).iloc[:0], "t")
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == [plots.NO_RUNS]
+    fig = plots.sparsity_returns(synthetic_runs(seeds=2), "t")
+    assert all(plots.NO_RUNS not in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
 def test_sparsity_returns_draws_every_seed_and_t_intervals():
     runs = synthetic_runs(seeds=4, sparsities=(0.0, 0.5, 0.9), controls_at=(0.9,))
     fig = plots.sparsity_returns(runs, "Figure 4 (mini profile: T = 1,000, 4 seed(s))")

@@ -47,3 +47,18 @@ def test_readme_paper_estimate_is_what_the_sweep_prints():
     text = README.read_text()
     quoted = text[text.index("$ nnc4rl sweep --profile paper --dry-run --workers 1") :]
     assert "\n" + out.getvalue() + "```" in quoted
+
+
+def test_no_shipped_file_names_the_machine_that_made_it():
+    """Shipped text (runs, tables, executed notebooks, docs) holds no absolute path of the
+    machine that wrote it: such paths leak into notebook outputs through warnings."""
+    import subprocess
+
+    root = README.parent
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True,
+                            check=True).stdout.split("\0")  # fmt: skip
+    machine_path = re.compile(r"/[\w.-]+/[\w./-]*(site-packages|\.venv|\.pyenv)/")
+    binary = (".png", ".npz", ".zip", ".pkl")
+    leaks = [f for f in listed if f and not f.endswith(binary) and (root / f).is_file()
+             and machine_path.search((root / f).read_text(errors="replace"))]  # fmt: skip
+    assert not leaks, leaks

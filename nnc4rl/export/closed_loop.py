@@ -238,6 +238,8 @@ def write_closed_loop_table(
 def closed_loop_sentences(table: pd.DataFrame) -> list[str]:
     """One sentence per (env, arch, sparsity) of the current runs of :func:`closed_loop_table`:
     the mean integer-minus-trained return difference and its per-seed values."""
+    from nnc4rl.readings import count
+
     table = table[table["current"].astype(bool)]
     if table.empty:
         return ["No current run keeps policy.npz: there is no integer policy to play."]
@@ -253,8 +255,8 @@ def closed_loop_sentences(table: pd.DataFrame) -> list[str]:
             error = f"largest per-observation action error {g['action_error_max'].max():.3g}"
         out.append(
             f"{env} {arch}, sparsity {sparsity:.2f}: the integer policy's return minus the trained "
-            f"network's is {g['integer_minus_trained'].mean():+.2f} on average over {len(g)} "
-            f"seed(s) ({seeds}; trained {g['trained_return'].mean():.2f}); {error}; float "
+            f"network's is {g['integer_minus_trained'].mean():+.2f} on average over "
+            f"{count(len(g), 'seed')} ({seeds}; trained {g['trained_return'].mean():.2f}); {error}; float "
             f"rounding alone (the weight-only artifact) moves an episode's return by up to "
             f"{g['artifact_max_episode_diff'].max():.2f}."
         )

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import EngFormatter
 
 from nnc4rl import stats
 from nnc4rl.plan import TrainingPlan
@@ -70,6 +71,12 @@ def caption(profile: str, runs: pd.DataFrame, label: str = "") -> str:
         seeds = count(hi, "seed") if lo == hi else f"{lo}-{hi} seeds per setting"
         text = f"{profile} profile: T = {', '.join(f'{t:,}' for t in Ts)}, {seeds}"
     return text + (f"; {label}" if label else "")
+
+
+def _steps_axis(ax: plt.Axes) -> None:
+    """x axis in env steps with short tick labels (20k, 1M) that do not run into each other."""
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.set_xlabel("env steps")
 
 
 def _grid(n: int, width: float = 4.2, height: float = 3.2):
@@ -225,7 +232,7 @@ def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
                         alpha=0.25, linewidth=0.7)  # fmt: skip
             sns.lineplot(data=k, x="step", y="return_mean", ax=ax, errorbar=_t_errorbar,
                          color=palette[kind], label=f"{kind} ({count(k['seed'].nunique(), 'seed')})")  # fmt: skip
-        ax.set_xlabel("env steps")
+        _steps_axis(ax)
         ax.set_ylabel("return")
         ax.set_title(f"{_short(env)} ({arch}), sparsity {s:g}", fontsize=9)
         ax.legend(fontsize=6.5, loc="lower right")
@@ -378,7 +385,7 @@ def sparsity_schedule(plans: list[TrainingPlan], title: str) -> plt.Figure:
     for t, name in ((plans[0].pruning_start, "0.2 T"), (plans[0].pruning_end, "0.8 T"), (T, "T")):
         ax.axvline(t, color="grey", linestyle=":", linewidth=1)
         ax.text(t, 1.01, name, transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
-    ax.set_xlabel("env steps")
+    _steps_axis(ax)
     ax.set_ylabel("target sparsity")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
@@ -407,7 +414,7 @@ def training_scheme(plan: TrainingPlan, title: str) -> plt.Figure:
                     ha="right", fontsize=8)  # fmt: skip
     ax.set_xlim(0, plan.total_steps)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("env steps")
+    _steps_axis(ax)
     ax.set_ylabel("sparsity")
     ax.set_title(_wrap(fig, title), fontsize=10)
     fig.tight_layout()

@@ -132,19 +132,28 @@ def _fp32_body(g: _Graph, art: Artifact) -> str:
                            pads=[ph, pw, ph, pw])  # fmt: skip
         elif kind == "relu":
             x = g.node("Relu", [x])
-        elif kind == "tanh":
-            x = g.node("Tanh", [x])
-        elif kind == "flatten":
-            x = g.node("Flatten", [x], axis=1)
-        elif kind == "maxpool":
-            (ph, pw) = op["padding"]
-            x = g.node("MaxPool", [x], kernel_shape=op["kernel"], strides=op["stride"],
-                       pads=[ph, pw, ph, pw])  # fmt: skip
+        elif kind in _SAME_IN_BOTH_GRAPHS:
+            x = _same_in_both_graphs(g, op, x)
         elif kind == "save":
             slots[op["slot"]] = x
         elif kind == "add":
             x = g.node("Add", [x, slots[op["slot"]]])
     return x
+
+
+_SAME_IN_BOTH_GRAPHS = ("tanh", "flatten", "maxpool")
+
+
+def _same_in_both_graphs(g: _Graph, op: dict, x: str) -> str:
+    """An op that the fp32 and the integer graph write the same way."""
+    kind = op["op"]
+    if kind == "tanh":
+        return g.node("Tanh", [x])
+    if kind == "flatten":
+        return g.node("Flatten", [x], axis=1)
+    (ph, pw) = op["padding"]
+    return g.node("MaxPool", [x], kernel_shape=op["kernel"], strides=op["stride"],
+                  pads=[ph, pw, ph, pw])  # fmt: skip
 
 
 def input_codes_name() -> str:
@@ -241,14 +250,8 @@ def _integer_body(g: _Graph, art: Artifact) -> str:
             wide = False  # only the first layer reads the input codes
         elif kind == "relu" and not fused:
             x = g.node("Relu", [x])
-        elif kind == "tanh":
-            x = g.node("Tanh", [x])
-        elif kind == "flatten":
-            x = g.node("Flatten", [x], axis=1)
-        elif kind == "maxpool":
-            (ph, pw) = op["padding"]
-            x = g.node("MaxPool", [x], kernel_shape=op["kernel"], strides=op["stride"],
-                       pads=[ph, pw, ph, pw])  # fmt: skip
+        elif kind in _SAME_IN_BOTH_GRAPHS:
+            x = _same_in_both_graphs(g, op, x)
         elif kind == "save":
             slots[op["slot"]] = x
         elif kind == "add":

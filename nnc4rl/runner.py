@@ -500,6 +500,7 @@ def _write_summary(spec, hyper, plan, run: _Run, model, folder: Path, wall: floa
 
     import nnc4rl
     from nnc4rl.measure import measure_model_zip
+    from nnc4rl.numerics import platform_record
 
     measured = measure_model_zip(folder / "model.zip", spec.bits if spec.quantize else None)
     if run.points[final]["measured"]["network_sha256"] != measured["network_sha256"]:
@@ -544,6 +545,8 @@ def _write_summary(spec, hyper, plan, run: _Run, model, folder: Path, wall: floa
             "stable_baselines3": stable_baselines3.__version__,
             "torch": torch.__version__,
         },
+        # where a replay of the saved policy is bit-exact (tests/test_shipped_runs.py)
+        "platform": platform_record(spec.env),
     }
     if "quantization" in measured:
         summary["quantization"] = measured["quantization"]

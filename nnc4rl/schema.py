@@ -4,7 +4,8 @@
 A finished run folder holds
 
 * ``summary.json`` (schema version :data:`SCHEMA_VERSION`): the run's settings and what was
-  measured, with one entry per *evaluation point* under ``eval``;
+  measured, with one entry per *evaluation point* under ``eval``, and ``platform``, the machine's
+  floating-point fingerprint (``nnc4rl.numerics``; absent in runs made before it was recorded);
 * ``evaluations.csv``: every deterministic evaluation of the run (columns :data:`EVAL_COLUMNS`),
   the learning curve;
 * ``run.json``: the run's key in the store (:data:`RUN_FIELDS`);
@@ -95,7 +96,7 @@ SUMMARY_FIELDS: dict[str, type] = {
     "overrides": dict,
     "versions": dict,
 }
-OPTIONAL_SUMMARY_FIELDS: dict[str, type] = {"quantization": dict}
+OPTIONAL_SUMMARY_FIELDS: dict[str, type] = {"quantization": dict, "platform": dict}
 RUN_FIELDS: dict[str, type] = {
     "schema": int,
     "run_id": str,

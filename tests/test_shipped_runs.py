@@ -1,20 +1,29 @@
 """The shipped results hold up: a few of the `mini` study's stored policies, put back into a
-plain SB3 model, play their paired evaluation episodes and get the returns the run reported,
-exactly."""
+plain SB3 model, play their paired evaluation episodes and get the returns the run reported:
+exactly where this machine computes the same floating-point bits as the one that made the run,
+else within a stated tolerance (the reason is in ``nnc4rl.numerics``)."""
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
+import warnings
 from pathlib import Path
 
 import pytest
 
 from nnc4rl.export import load_artifact, weights_into_sb3
+from nnc4rl.numerics import platform_record
 from nnc4rl.runner import RunSpec, build_model, evaluate_returns, make_envs, make_plan, resolve
 from nnc4rl.store import data_root
 
 PROFILE = "mini"
-CHECKED = 3  # runs re-evaluated: the least and the most compressed and one between
+# Where the bits differ every episode is a fresh trajectory, so the two sets of paired returns
+# are like two independent draws of the policy's return: their means may differ by this many
+# standard errors of the difference (a normal draw exceeds 4 with probability 6e-5), while a
+# wrong policy (another mask, scale or sign) moves the mean by far more.
+REPLAY_Z = 4.0
 
 
 def shipped_policies(profile: str = PROFILE) -> list[Path]:
@@ -29,9 +38,12 @@ def shipped_policies(profile: str = PROFILE) -> list[Path]:
 
 
 def _checked() -> list[Path]:
+    """The least and the most compressed run and one between, and the most compressed run
+    that records its machine's fingerprint (exact wherever this machine matches it)."""
     runs = shipped_policies()
-    picks = sorted({0, len(runs) // 2, len(runs) - 1}) if runs else []
-    return [runs[i] for i in picks][:CHECKED]
+    picks = [runs[i] for i in sorted({0, len(runs) // 2, len(runs) - 1})] if runs else []
+    recorded = [f for f in runs if "platform" in json.loads((f / "summary.json").read_text())]
+    return list(dict.fromkeys(picks + recorded[-1:]))
 
 
 def test_the_study_ships_policies():
@@ -54,7 +66,19 @@ def test_a_shipped_policy_replays_its_reported_returns(folder):
     returns = evaluate_returns(model, spec, len(summary["eval_seeds"]))
     # Exact: the artifact's codes * scale are the weights the run baked and evaluated, and the
     # episodes are reset with the same seeds (a float-rounding difference would show here).
-    assert returns == final["returns"]
+    if returns == final["returns"]:
+        return
+    made = summary.get("platform", {}).get("fingerprint")
+    here = platform_record(summary["env"])["fingerprint"]
+    assert made != here, "this machine computes the run's bits, yet the returns differ"
+    differ = sorted(k for k in here if made is not None and made.get(k) != here[k])
+    why = f"{', '.join(differ)} results differ" if made else "the run predates the record"
+    warnings.warn(f"{folder.name}: replayed within {REPLAY_Z:g} standard errors, not exactly "
+                  f"({why} on this machine)", stacklevel=1)  # fmt: skip
+    stored = final["returns"]
+    diff = statistics.fmean(returns) - statistics.fmean(stored)
+    se = math.sqrt((statistics.variance(returns) + statistics.variance(stored)) / len(stored))
+    assert abs(diff) <= REPLAY_Z * se, (diff, se, returns, stored)
 
 
 @pytest.mark.parametrize("folder", list(dict.fromkeys(_checked()[:1] + _checked()[-1:])),

@@ -96,6 +96,10 @@ def test_run_folder_contents(run):
     assert len(art.layers) == len(s["layer_sparsity"])  # SAC: latent_pi + mu, no log_std
     assert len(encode(art)[1]) == s["size"]["compressed_bytes"]
     assert s["wall_time_s"] > 0
+    # the run records the floating-point fingerprint of the machine it ran on
+    from nnc4rl.numerics import platform_record
+
+    assert s["platform"]["fingerprint"] == platform_record(s["env"])["fingerprint"]
     # quantization can only add zeros (weights below half a step round to 0)
     assert s["measured_sparsity"] >= SPARSITY - 1e-4
     assert set(s["layer_sparsity"]) == {x["name"] + ".weight" for x in s["size_layers"]}

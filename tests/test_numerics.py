@@ -1,20 +1,23 @@
 """The floating-point fingerprint a run records tells a machine that computes the same bits
 from one that does not."""
 
+import json
 import os
 import subprocess
 import sys
 
 from nnc4rl.numerics import float_fingerprint
 
-PRINT = "from nnc4rl.numerics import float_fingerprint; print(float_fingerprint({env!r}))"
+PRINT = (
+    "import json; from nnc4rl.numerics import float_fingerprint as f; print(json.dumps(f({env!r})))"
+)
 
 
 def _in_subprocess(env_id: str, **env: str) -> dict:
     code = PRINT.format(env=env_id)
     out = subprocess.run([sys.executable, "-c", code], env=os.environ | env, check=True,
                          capture_output=True, text=True).stdout  # fmt: skip
-    return eval(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_the_fingerprint_is_the_same_in_every_process_of_a_machine():

@@ -81,8 +81,12 @@ def test_a_shipped_policy_replays_its_reported_returns(folder):
     assert abs(diff) <= REPLAY_Z * se, (diff, se, returns, stored)
 
 
-@pytest.mark.parametrize("folder", list(dict.fromkeys(_checked()[:1] + _checked()[-1:])),
-                         ids=lambda p: p.name)  # fmt: skip
+def _least_and_most_compressed() -> list[Path]:
+    runs = shipped_policies()
+    return list(dict.fromkeys(runs[:1] + runs[-1:]))
+
+
+@pytest.mark.parametrize("folder", _least_and_most_compressed(), ids=lambda p: p.name)
 def test_the_full_integer_policy_of_a_shipped_run_keeps_its_return(folder):
     """int8 activations (int16 input codes), calibrated as `nnc4rl export --integer` does (on
     the first three of the run's paired evaluation episodes, which are then scored with the

@@ -253,6 +253,10 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                     out.append("  Whether pruned + quantized is without loss is not measurable "
                                f"yet: fewer than {MIN_SEEDS} paired seeds at its lowest sparsity"
                                f"{'' if lowest.empty else f' ({lowest.index[0]:g})'}.")  # fmt: skip
+                elif (verdicts == WITHOUT_LOSS).any():
+                    # higher sparsities may pass, but "without loss up to X" needs every lower one
+                    out.append("  'Without loss up to X' holds for no X: the lowest sparsity "
+                               f"is not without loss ({lowest.index[0]:g}: {lowest.iloc[0]}).")  # fmt: skip
                 else:
                     out.append("  No sparsity is without loss for pruned + quantized, not even "
                                f"the lowest ({lowest.index[0]:g}: {lowest.iloc[0]}).")  # fmt: skip

@@ -59,6 +59,15 @@ def test_figure_reading_follows_the_data():
                           loss=lambda s: 0.3 * (s == 0.8))  # fmt: skip
     text = "\n".join(readings.figure_reading(runs))
     assert "Every sparsity up to 0.5 is without loss" in text
+    # a failing lowest sparsity caps it at nothing, yet the passing ones are not denied
+    runs = synthetic_runs(sparsities=SPARSITIES, seeds=5, seed_sd=100.0, noise=3.0,
+                          loss=lambda s: 0.3 * (s == 0.5))  # fmt: skip
+    text = "\n".join(readings.figure_reading(runs))
+    assert "holds for no X: the lowest sparsity is not without loss (0.5: loss)" in text
+    assert "No sparsity is without loss" not in text and "without loss at 0.8" in text
+    runs = synthetic_runs(sparsities=SPARSITIES, seeds=5, seed_sd=100.0, noise=3.0,
+                          loss=lambda s: 0.3 * (s > 0))  # fmt: skip
+    assert "No sparsity is without loss" in "\n".join(readings.figure_reading(runs))
 
 
 def test_pipeline_check_and_one_seed_draw_no_verdict():

@@ -31,7 +31,7 @@ import cloudpickle
 import numpy as np
 import torch
 
-from nnc4rl.atomic import write_atomic
+from nnc4rl.atomic import remove_dead_partials, write_atomic
 
 CHECKPOINT_FILE = "checkpoint.pkl"
 FORMAT_VERSION = 1
@@ -171,6 +171,8 @@ def save_checkpoint(folder: str | Path, model: Any, extra: dict[str, Any]) -> Pa
     finally:
         model.__dict__.update(saved)
     path = folder / CHECKPOINT_FILE
+    # A run killed while writing left a partial file as large as the replay buffer (GBs on Atari).
+    remove_dead_partials(folder, CHECKPOINT_FILE)
     write_atomic(path, blob)
     return path
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nnc4rl.checkpoint import CHECKPOINT_FILE
 from nnc4rl.config import ConfigError
 from nnc4rl.profiles import FIGURES, load_profile, machine_speeds, profile_names
 from nnc4rl.runner import RunSpec, resolve
@@ -320,18 +321,21 @@ def sweep(
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
     store = RunStore(data_root(data) / "runs" / prof.name)
     store.clean_partials()
-    todo, corrupt, resumable = [], {}, 0
+    # A checkpoint folder holding only a killed writer's partial file resumes nothing.
+    resumable = {
+        t.run_id for t in tasks if (store.checkpoint(t.run_id) / CHECKPOINT_FILE).is_file()
+    }
+    todo, corrupt = [], {}
     for t in tasks:
         state, reason = store.status(t.run_id)
         if force or state != "done":
             todo.append(t)
-            resumable += store.checkpoint(t.run_id).is_dir()
         if state == "corrupt":
             corrupt[t.run_id] = reason
     # Checkpointed runs first, then seed by seed: a sweep stopped part-way leaves every
     # setting with about as many seeds (a usable, paired study) rather than some settings
     # complete and others missing.
-    todo.sort(key=lambda t: (not store.checkpoint(t.run_id).is_dir(), t.spec.seed))
+    todo.sort(key=lambda t: (t.run_id not in resumable, t.spec.seed))
     scope = f"profile {prof.name}" + (f", {figure}" if figure else "")
     steps = sum(t.train_steps for t in todo)
     est = schedule_seconds([estimate_seconds(t) for t in todo], workers)
@@ -343,8 +347,9 @@ def sweep(
     )
     for reason in corrupt.values():
         print(f"  {reason}; it will be recomputed", file=out)
-    if resumable and not force:
-        print(f"  {resumable} unfinished run(s) continue from their checkpoint", file=out)
+    resumed = 0 if force else sum(t.run_id in resumable for t in todo)
+    if resumed:
+        print(f"  {resumed} unfinished run(s) continue from their checkpoint", file=out)
     if dry_run:
         for g in prof.select(figure, envs):
             gt = [t for t in todo if t.group == g.name]

@@ -124,3 +124,19 @@ def test_every_evaluation_plays_the_same_episodes(runs):
         assert (
             evaluate_returns(model, spec, len(s["eval_seeds"])) == s["eval"]["qat_end"]["returns"]
         )
+
+
+def test_a_new_checkpoint_removes_the_partial_file_of_a_killed_writer(tmp_path):
+    """A run killed while writing leaves a partial file as large as its replay buffer."""
+    from stable_baselines3 import SAC
+
+    from nnc4rl.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+
+    # pid 2**22 is above the largest pid Linux hands out: its writer is surely gone
+    torn = tmp_path / f".{CHECKPOINT_FILE}.partial-4194304-x"
+    torn.write_bytes(b"torn")
+    assert load_checkpoint(tmp_path, None) is None  # a partial file is not a checkpoint
+    model = SAC("MlpPolicy", "Hopper-v4", buffer_size=100, learning_starts=10)
+    model.learn(20)
+    save_checkpoint(tmp_path, model, {"step": 20})
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]

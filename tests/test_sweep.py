@@ -233,7 +233,7 @@ def test_kill_9_of_the_sweep_leaves_no_worker_and_keeps_the_checkpoint(tmp_path)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # until the run has a checkpoint
         # the folder appears before its first file is renamed into it: wait for the file
-        if root.is_dir() and any(p.name.endswith(".checkpoint") and any(p.iterdir())
+        if root.is_dir() and any(p.name.endswith(".checkpoint") and (p / "checkpoint.pkl").is_file()
                                  for p in root.iterdir()):  # fmt: skip
             break
         time.sleep(0.1)
@@ -269,7 +269,7 @@ def test_ray_executor_on_a_local_instance(tiny, tmp_path):
         assert meta["run_id"] == rid and meta["profile"] == "tiny"
 
 
-def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch):
+def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
     """A sweep stopped part-way leaves every setting with about as many seeds."""
     import nnc4rl.sweep as sweep_module
 
@@ -280,8 +280,15 @@ def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch):
     waiting = [t for t in tasks_of("tiny") if t.spec.seed == 2 and t.spec.sparsity == 0.5][0]
     store = RunStore(tmp_path / "runs" / "tiny")
     store.checkpoint(waiting.run_id).mkdir(parents=True)
+    (store.checkpoint(waiting.run_id) / "checkpoint.pkl").write_bytes(b"")
+    # a folder holding only the partial file of a writer killed mid-way has nothing to resume
+    torn = [t for t in tasks_of("tiny") if t.spec.seed == 1 and t.spec.sparsity == 0.9][0]
+    store.checkpoint(torn.run_id).mkdir()
+    # (pid 2**22 is above the largest pid Linux hands out, so its writer is surely gone)
+    (store.checkpoint(torn.run_id) / ".checkpoint.pkl.partial-4194304-x").write_bytes(b"")
     started = []
     monkeypatch.setattr(sweep_module, "_local", lambda todo, *a: started.extend(todo))
     sweep("tiny", data=tmp_path, workers=1, progress=False)
+    assert "  1 unfinished run(s) continue from their checkpoint" in capsys.readouterr().out
     assert started[0].run_id == waiting.run_id
     assert [t.spec.seed for t in started[1:]] == [0, 0, 0, 1, 1, 1, 2, 2]

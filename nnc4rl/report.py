@@ -16,7 +16,7 @@ import pandas as pd
 
 from nnc4rl.atomic import write_atomic
 from nnc4rl.plan import steps_to_train
-from nnc4rl.profiles import load_profile
+from nnc4rl.profiles import FIGURES, Profile, load_profile
 from nnc4rl.readings import (
     claims_table,
     definition,
@@ -125,6 +125,24 @@ def compute_used(runs: pd.DataFrame) -> dict[str, float]:
     return {"runs": len(one), "env_steps": steps, "hours": float(one["wall_time_s"].sum()) / 3600}
 
 
+def other_figures(prof: Profile, runs: pd.DataFrame, figure: str) -> str:
+    """One sentence on the profile's figures besides ``figure``: how many of their planned runs
+    are stored (``""`` if it has none), so the README says what the other figures rest on."""
+    parts = []
+    for f in FIGURES:
+        groups = [g for g in prof.groups if g.figure == f]
+        if f == figure or not groups:
+            continue
+        stored = runs.loc[runs["figure"] == f, "run_id"].nunique()
+        planned = sum(g.n_runs for g in groups)
+        titles = "; ".join(g.title for g in groups)
+        parts.append(f"{f} ({titles}): {stored} of its {planned} runs are stored")
+    if not parts:
+        return ""
+    return (f"**Other figures.** {'; '.join(parts)}. Their figures and readings are in "
+            f"`figures/{prof.name}/` and `notebooks/executed/{prof.name}/`.")  # fmt: skip
+
+
 def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> str:
     """The README block: scale, compute, the key figure, the per-sparsity and control tables,
     and the claims with their verdicts, all computed from the stored runs of ``profile``."""
@@ -161,6 +179,10 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
         f"{used['hours']:.1f} h of summed run wall time (training and evaluation; a resumed run "
         f"counts every attempt).",
         "",
+    ]
+    if others := other_figures(prof, runs, figure):
+        out += [others, ""]
+    out += [
         f"![{figure} at the {profile} profile](figures/{profile}/{figure}_returns.png)",
         "",
         f"Mean return over seeds with its Student-t 95 % interval; the paired difference is in % "

@@ -37,6 +37,24 @@ def test_readme_results_are_the_shipped_runs():
     assert (README.parent / figure).is_file(), f"{figure} is not shipped"
 
 
+def test_other_figures_count_their_stored_runs_not_their_rows():
+    import pandas as pd
+
+    from nnc4rl.profiles import load_profile
+    from nnc4rl.report import other_figures
+
+    prof = load_profile("mini")
+    planned = {f: sum(g.n_runs for g in prof.groups if g.figure == f) for f in ("fig5", "fig6")}
+    # one row per evaluated point: run "a" has two
+    runs = pd.DataFrame({"figure": ["fig5", "fig5", "fig5", "fig4"], "run_id": list("aabc")})
+    text = other_figures(prof, runs, "fig4")
+    assert f"2 of its {planned['fig5']} runs are stored; fig6 (" in text
+    assert text.endswith(f"0 of its {planned['fig6']} runs are stored. Their figures and readings "
+                         "are in `figures/mini/` and `notebooks/executed/mini/`.")  # fmt: skip
+    assert "fig4 (" not in text
+    assert other_figures(load_profile("paper"), runs, "fig4").startswith("**Other figures.** fig5")
+
+
 def test_readme_paper_estimate_is_what_the_sweep_prints():
     import io
 

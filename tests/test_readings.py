@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -142,6 +143,12 @@ def test_beats_dense_claim(gain, verdict):
     runs = synthetic_runs(seeds=5, noise=1.0, qat_gain=gain)
     row = _verdict(readings.claims_table(runs, {"fig4": ""}), "which leads to better")
     assert row["verdict"] == verdict
+    # "ours" names the settings that are significantly better, the ones the reason names
+    named = re.match(r"significantly better at (\d+) of \d+ settings( \(sparsity ([\d., ]+)\))?;",
+                     row["ours"])  # fmt: skip
+    assert named and (int(named[1]) > 0) == (verdict == HOLDS)
+    if verdict == HOLDS:
+        assert f"run at sparsity {named[3]} in " in row["why"]
 
 
 def _one_seed_beyond(runs: pd.DataFrame, sparsities: tuple[float, ...]) -> pd.DataFrame:

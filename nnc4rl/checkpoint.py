@@ -177,13 +177,18 @@ def save_checkpoint(folder: str | Path, model: Any, extra: dict[str, Any]) -> Pa
     return path
 
 
+def has_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a checkpoint to resume (a killed writer's partial file is none)."""
+    return (Path(folder) / CHECKPOINT_FILE).is_file()
+
+
 def load_checkpoint(folder: str | Path, env: Any) -> tuple[Any, dict[str, Any]] | None:
     """The model (attached to ``env``, which is put into the captured state) and the caller's
     ``extra`` of the checkpoint in ``folder``, with the global RNGs restored; ``None`` if there
     is no checkpoint. Call it last before training continues (it sets the global RNGs)."""
-    path = Path(folder) / CHECKPOINT_FILE
-    if not path.is_file():
+    if not has_checkpoint(folder):
         return None
+    path = Path(folder) / CHECKPOINT_FILE
     try:
         payload = pickle.loads(path.read_bytes())
     except Exception as err:  # noqa: BLE001 - a damaged checkpoint is reported, not trusted

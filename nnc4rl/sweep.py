@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nnc4rl.checkpoint import CHECKPOINT_FILE
+from nnc4rl.checkpoint import has_checkpoint
 from nnc4rl.config import ConfigError
 from nnc4rl.profiles import FIGURES, load_profile, machine_speeds, profile_names
 from nnc4rl.runner import RunSpec, resolve
@@ -321,10 +321,7 @@ def sweep(
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
     store = RunStore(data_root(data) / "runs" / prof.name)
     store.clean_partials()
-    # A checkpoint folder holding only a killed writer's partial file resumes nothing.
-    resumable = {
-        t.run_id for t in tasks if (store.checkpoint(t.run_id) / CHECKPOINT_FILE).is_file()
-    }
+    resumable = {t.run_id for t in tasks if has_checkpoint(store.checkpoint(t.run_id))}
     todo, corrupt = [], {}
     for t in tasks:
         state, reason = store.status(t.run_id)

@@ -40,9 +40,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# nbval runs every notebook at the smoke profile: a notebook's parameter cell reads
+# NNC4RL_NOTEBOOK_PROFILE (unset, as in JupyterLab, it shows the shipped mini study).
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/*.ipynb
+	NNC4RL_NOTEBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/*.ipynb
 
 # The main job: run every notebook in notebooks/ headless (papermill) at profile $(PROFILE).
 # Executed copies go to notebooks/executed/$(PROFILE)/, figures to figures/$(PROFILE)/, tables to
@@ -50,7 +52,9 @@ test: lint
 # from data/runs/$(PROFILE)/; with TRAIN=False the notebooks read only the stored runs. The default,
 # `make reproduce`, redraws the shipped mini study from data/runs/mini/ in minutes and never starts
 # its hours-long sweep (TRAIN=True continues it). TRAIN defaults to True only for PROFILE=smoke
-# (minutes of training); PROFILE=paper is for a cluster:
+# (minutes of training). Executed copies carry no timestamps,
+# durations or random ids (nnc4rl.study.notebooks), so rerunning on the same data changes nothing.
+# PROFILE=paper is for a cluster:
 # make reproduce PROFILE=paper TRAIN=True EXECUTOR=ray ADDRESS=...
 PROFILE ?= mini
 TRAIN ?= $(if $(filter smoke,$(PROFILE)),True,False)
@@ -76,6 +80,7 @@ reproduce: setup
 			"notebooks/executed/$(PROFILE)/$$(basename $$nb)" \
 			-p profile $(PROFILE) -p train_missing $(TRAIN) -p executor $(EXECUTOR) \
 			$(if $(ADDRESS),-p address $(ADDRESS)) $(if $(WORKERS),-p workers $(WORKERS)); \
+		$(BIN)/python -m nnc4rl.study.notebooks "notebooks/executed/$(PROFILE)/$$(basename $$nb)"; \
 	done
 	$(if $(filter mini,$(PROFILE)),$(BIN)/python -m nnc4rl.report mini)
 

@@ -1,6 +1,6 @@
 """Wall-time overhead of checkpoints, and the size of one, for a SAC HalfCheetah-v4 run.
 
-The same run (``nnc4rl.runner.train``: SAC HalfCheetah-v4, 98 % + int8 QAT, one torch thread) is
+The same run (``nnc4rl.runs.runner.train``: SAC HalfCheetah-v4, 98 % + int8 QAT, one torch thread) is
 trained without checkpoints and with a checkpoint every ``--every`` env steps - far more often
 than the default (one per ~5 minutes of work), so the measured overhead is an upper bound. The
 replay buffer is allocated as in a ``mini`` run (1.2e5 transitions, the cap at T = 1e5), so a
@@ -22,8 +22,9 @@ import time
 import warnings
 from pathlib import Path
 
-from nnc4rl import runner
-from nnc4rl.runner import CHECKPOINT_SECONDS, RunSpec, _Run, train
+from nnc4rl.runs import runner
+from nnc4rl.runs.runner import CHECKPOINT_SECONDS, _Run, train
+from nnc4rl.runs.spec import RunSpec
 
 
 def main() -> None:

@@ -28,12 +28,12 @@ MHZ = 168.0
 
 def _nets(sparsity: float):
     """``[(name, weight-only artifact, integer artifact, observations)]`` for one sparsity."""
+    from nnc4rl.core.envs import make_envs
     from nnc4rl.export import artifact_from_sb3, load_policy
     from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
     from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
     from nnc4rl.export.integer import calibrate
     from nnc4rl.export.verify import record_observations
-    from nnc4rl.runner import RunSpec, make_envs
 
     _, sac = hopper_sized_sac(sparsity)
     art = artifact_from_sb3(sac, bits=8, info={"env": "Hopper-v4", "seed": 0})
@@ -41,7 +41,7 @@ def _nets(sparsity: float):
     out = [("SAC Hopper actor", art, calibrate_on_evaluation(art, episodes=2), sac_obs)]
     _, dqn = atari_dqn(sparsity, "cnn")
     cnn = artifact_from_sb3(dqn, bits=8)
-    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch="cnn"))
+    _, env = make_envs("PongNoFrameskip-v4")
     frames = record_observations(dqn, env, n=16, every=5, random_prob=0.5)
     env.close()
     out.append(("Nature CNN (Pong)", cnn, calibrate(cnn, frames), frames[:2]))

@@ -17,21 +17,21 @@ Typical use on your own agent::
 from importlib import import_module
 from typing import Any
 
-# Names are imported on first use (PEP 562): reading a run store (``nnc4rl.results``,
-# ``nnc4rl.schema``) must not pull in torch, Stable-Baselines3 or gymnasium.
+# Names are imported on first use (PEP 562): reading a run store (``nnc4rl.study.results``,
+# ``nnc4rl.runs.schema``) must not pull in torch, Stable-Baselines3 or gymnasium.
 _LAZY = {
-    "measure_model_zip": "nnc4rl.measure",
-    "measure_state_dict": "nnc4rl.measure",
-    "Phase": "nnc4rl.plan",
-    "TrainingPlan": "nnc4rl.plan",
-    "MaskSet": "nnc4rl.pruning",
-    "erdos_renyi_densities": "nnc4rl.pruning",
-    "magnitude_masks": "nnc4rl.pruning",
-    "fake_quantize": "nnc4rl.quant",
-    "post_training_quantize": "nnc4rl.quant",
-    "CompressionCallback": "nnc4rl.sb3",
-    "compressed_network": "nnc4rl.sb3",
-    "network_size": "nnc4rl.size",
+    "measure_model_zip": "nnc4rl.compress.measure",
+    "measure_state_dict": "nnc4rl.compress.measure",
+    "Phase": "nnc4rl.compress.plan",
+    "TrainingPlan": "nnc4rl.compress.plan",
+    "MaskSet": "nnc4rl.compress.pruning",
+    "erdos_renyi_densities": "nnc4rl.compress.pruning",
+    "magnitude_masks": "nnc4rl.compress.pruning",
+    "fake_quantize": "nnc4rl.compress.quant",
+    "post_training_quantize": "nnc4rl.compress.quant",
+    "CompressionCallback": "nnc4rl.compress.callback",
+    "compressed_network": "nnc4rl.compress.callback",
+    "network_size": "nnc4rl.compress.size",
 }
 
 
@@ -47,7 +47,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.1.0"
+from nnc4rl.core import __version__  # noqa: E402, F401  (the package version)
 
 __all__ = [
     "CompressionCallback",

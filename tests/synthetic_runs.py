@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from nnc4rl.schema import point_bits, variant
+from nnc4rl.runs.schema import point_bits, variant
 
 
 def _row(base: dict, point: str, bits: int, sparsity: float, value: float) -> dict:
@@ -58,7 +58,7 @@ def synthetic_runs(
     ptq: bool = False,
     rng_seed: int = 0,
 ) -> pd.DataFrame:
-    """Rows like ``nnc4rl.results.load_runs``: seed ``k`` returns ``dense + luck_k`` minus
+    """Rows like ``nnc4rl.study.results.load_runs``: seed ``k`` returns ``dense + luck_k`` minus
     ``loss(s) * dense`` when pruned to ``s``, plus ``qat_gain * dense`` after QAT and
     ``extra_gain * dense`` after the equal-length fine-tuning; each point adds ``noise``.
     Control runs (``controls_at``: equal length; ``int4_at``: 4-bit QAT) are in groups of their
@@ -97,7 +97,7 @@ def synthetic_runs(
 
 
 def synthetic_curves(runs: pd.DataFrame, n_points: int = 12) -> pd.DataFrame:
-    """Learning curves like ``nnc4rl.results.load_curves`` for every run of ``runs``: a ramp
+    """Learning curves like ``nnc4rl.study.results.load_curves`` for every run of ``runs``: a ramp
     towards the run's return at ``T``, evaluated every ``1.2 T / n_points`` steps."""
     rows = []
     for rid, g in runs.groupby("run_id", sort=False):

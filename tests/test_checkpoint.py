@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 # where checkpoints are taken): what a node loss or `kill -9` does, at a chosen moment.
 KILLER = r"""
 import os, signal, sys
-from nnc4rl import runner
+from nnc4rl.runs import runner
 from nnc4rl.cli import main
 kill_at = int(os.environ["KILL_AT"])
 due = runner._Run.checkpoint_if_due
@@ -113,7 +113,8 @@ def test_every_evaluation_plays_the_same_episodes(runs):
     """Paired evaluation: re-evaluating the saved network gives its reported returns exactly,
     whatever was evaluated before."""
     from nnc4rl.export import load_sb3_model
-    from nnc4rl.runner import RunSpec, evaluate_returns
+    from nnc4rl.runs.evaluation import evaluate_returns
+    from nnc4rl.runs.spec import RunSpec
 
     name, root, _ = runs
     s = _summary(root / "quantized")
@@ -130,7 +131,7 @@ def test_a_new_checkpoint_removes_the_partial_file_of_a_killed_writer(tmp_path):
     """A run killed while writing leaves a partial file as large as its replay buffer."""
     from stable_baselines3 import SAC
 
-    from nnc4rl.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+    from nnc4rl.runs.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 
     # pid 2**22 is above the largest pid Linux hands out: its writer is surely gone
     torn = tmp_path / f".{CHECKPOINT_FILE}.partial-4194304-x"

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from test_sweep import write_tiny
 
-from nnc4rl.export.closed_loop import (
+from nnc4rl.runs.store import RunStore
+from nnc4rl.runs.sweep import sweep
+from nnc4rl.study.closed_loop import (
     TABLE_COLUMNS,
     closed_loop_sentences,
     closed_loop_table,
     write_closed_loop_table,
 )
-from nnc4rl.store import RunStore
-from nnc4rl.sweep import sweep
 
 pytestmark = pytest.mark.xdist_group("closed-loop-table")
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nnc4rl.cli import main
+from nnc4rl.core.envs import make_envs
 from nnc4rl.export import (
     Artifact,
     ArtifactError,
@@ -22,11 +23,13 @@ from nnc4rl.export import (
     save_artifact,
     weights_into_sb3,
 )
-from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
+from nnc4rl.export.c_build import CPolicy, compile_shared, footprint
+from nnc4rl.export.c_export import save_c
 from nnc4rl.export.closed_loop import play
 from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, record_observations
-from nnc4rl.runner import RunSpec, make_envs, train
+from nnc4rl.runs.runner import train
+from nnc4rl.runs.spec import RunSpec
 
 pytestmark = pytest.mark.xdist_group("export-sac")
 
@@ -90,7 +93,7 @@ def test_artifact_weights_go_back_into_a_fresh_sb3_model(sac_run):
 @pytest.mark.parametrize("fmt", ["npz", "onnx", "c"])
 def test_sac_actions_match_on_recorded_observations(sac_run, fmt):
     model = sac_run["model"]
-    _, env = make_envs(SAC_SPEC)
+    _, env = make_envs(SAC_SPEC.env, SAC_SPEC.seed)
     obs = record_observations(model, env, n=200, seed=1)
     env.close()
     result = compare(model, sac_run["policies"][fmt], obs)
@@ -108,7 +111,7 @@ def test_sac_evaluation_returns_are_equal(sac_run):
     model = sac_run["model"]
 
     def make_env():
-        return make_envs(SAC_SPEC)[1]
+        return make_envs(SAC_SPEC.env, SAC_SPEC.seed)[1]
 
     env = make_env()
     reference, lengths = evaluate_policy(model, env, 2, return_episode_rewards=True)
@@ -212,7 +215,7 @@ def _rewrite(src, dst, edit) -> None:
 
 
 def test_every_encoding_round_trips(tmp_path):
-    """dense, csr8, csr16 and bitmask layers (picked by nnc4rl.size) decode to the same codes."""
+    """dense, csr8, csr16 and bitmask layers (picked by nnc4rl.compress.size) decode to the same codes."""
     rng = np.random.default_rng(0)
 
     def layer(name, shape, density, kind="linear"):
@@ -325,9 +328,9 @@ def test_loader_rejects_nan_overlap_wrong_graph_and_dtype(sac_run, tmp_path, cap
 
 def test_four_bit_codes_are_stored_packed(tmp_path):
     """At 4 bits the artifact and the C arrays hold 4-bit codes: the blob is exactly what
-    nnc4rl.size accounts (values at 4 bits + index + fp32 bias and scale)."""
+    nnc4rl.compress.size accounts (values at 4 bits + index + fp32 bias and scale)."""
+    from nnc4rl.compress.size import network_size
     from nnc4rl.export.c_export import c_source
-    from nnc4rl.size import network_size
 
     rng = np.random.default_rng(1)
     layers = []
@@ -364,7 +367,7 @@ def test_c_builds_clean_and_two_policies_link_into_one_program(sac_run, tmp_path
     prefixed policies (one with a file name starting with a digit) in one program."""
     import subprocess
 
-    from nnc4rl.export.c_export import STRICT_FLAGS
+    from nnc4rl.export.c_build import STRICT_FLAGS
     from nnc4rl.export.integer import IntegerPolicy, calibrate
 
     if shutil.which(cc) is None:

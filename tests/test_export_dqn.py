@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nnc4rl.core.envs import make_envs
 from nnc4rl.export import (
     artifact_from_path,
     load_policy,
@@ -12,10 +13,12 @@ from nnc4rl.export import (
     save_artifact,
     weights_into_sb3,
 )
-from nnc4rl.export.c_export import CPolicy, compile_shared, save_c
+from nnc4rl.export.c_build import CPolicy, compile_shared
+from nnc4rl.export.c_export import save_c
 from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 from nnc4rl.export.verify import compare, episode_returns, record_observations
-from nnc4rl.runner import RunSpec, make_envs, train
+from nnc4rl.runs.runner import train
+from nnc4rl.runs.spec import RunSpec
 
 pytestmark = pytest.mark.xdist_group("export-dqn")
 
@@ -46,7 +49,7 @@ def _exports(arch: str, root):
         "c": CPolicy(art, compile_shared(c_path, root / "c" / "q.so")),
     }
     model = load_sb3_model(root / "run" / "model.zip")
-    _, env = make_envs(spec)
+    _, env = make_envs(spec.env, spec.seed)
     obs = record_observations(model, env, n=24, every=7, random_prob=0.5)
     env.close()
     return {"spec": spec, "art": art, "model": model, "policies": policies, "obs": obs}
@@ -94,7 +97,7 @@ def test_nature_cnn_evaluation_returns_are_equal(cnn):
     """
 
     def make_env():
-        return make_envs(cnn["spec"])[1]
+        return make_envs(cnn["spec"].env, cnn["spec"].seed)[1]
 
     reference = episode_returns(cnn["model"], make_env, 1)
     assert episode_returns(cnn["policies"]["npz"], make_env, 1) == reference
@@ -120,7 +123,7 @@ def test_cnn_weights_go_back_into_a_fresh_dqn_and_its_target(cnn):
     from stable_baselines3 import DQN
 
     model = cnn["model"]
-    _, env = make_envs(cnn["spec"])
+    _, env = make_envs(cnn["spec"].env, cnn["spec"].seed)
     fresh = DQN("CnnPolicy", env, device="cpu", buffer_size=1, policy_kwargs=model.policy_kwargs)
     env.close()
     weights_into_sb3(cnn["art"], fresh)

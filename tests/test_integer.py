@@ -14,7 +14,8 @@ from nnc4rl.export import (
     save_artifact,
 )
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
-from nnc4rl.export.c_export import CPolicy, compile_shared, footprint, save_c
+from nnc4rl.export.c_build import CPolicy, compile_shared, footprint
+from nnc4rl.export.c_export import save_c
 from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
 from nnc4rl.export.integer import QMAX, calibrate, integer_plan, quantize_multiplier
 
@@ -140,13 +141,13 @@ def test_sac_integer_closed_loop_returns(sac):
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     if "cnn" not in _CACHE:
+        from nnc4rl.core.envs import make_envs
         from nnc4rl.export.verify import record_observations
-        from nnc4rl.runner import RunSpec, make_envs
 
         root = tmp_path_factory.mktemp("int_cnn")
         _, model = atari_dqn(0.98, "cnn")
         art = artifact_from_sb3(model, bits=8)
-        _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch="cnn"))
+        _, env = make_envs("PongNoFrameskip-v4")
         obs = record_observations(model, env, n=16, every=5, random_prob=0.5)
         env.close()
         int_art = calibrate(art, obs)

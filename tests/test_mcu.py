@@ -42,12 +42,12 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
 
 def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
     """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM."""
+    from nnc4rl.core.envs import make_envs
     from nnc4rl.export.verify import record_observations
-    from nnc4rl.runner import RunSpec, make_envs
 
     _, model = atari_dqn(0.98, "cnn")
     art = artifact_from_sb3(model, bits=8)
-    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch="cnn"))
+    _, env = make_envs("PongNoFrameskip-v4")
     obs = record_observations(model, env, n=8, every=5, random_prob=0.5)
     env.close()
     int_art = calibrate(art, obs)

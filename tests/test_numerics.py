@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 
-from nnc4rl.numerics import float_fingerprint
+from nnc4rl.runs.numerics import float_fingerprint
 
-PRINT = (
-    "import json; from nnc4rl.numerics import float_fingerprint as f; print(json.dumps(f({env!r})))"
-)
+PRINT = "import json; from nnc4rl.runs.numerics import float_fingerprint as f; print(json.dumps(f({env!r})))"
 
 
 def _in_subprocess(env_id: str, **env: str) -> dict:

@@ -113,13 +113,13 @@ def test_tie_check_flags_differences_away_from_ties():
 @pytest.mark.parametrize("arch", ["cnn", "impala-authors"])
 def test_atari_integer_onnx_greedy_actions_identical(arch, tmp_path):
     """Nature CNN and the paper's ResNet (residual adds in exact int64) on uint8 frames."""
+    from nnc4rl.core.envs import make_envs
     from nnc4rl.export.integer import calibrate
     from nnc4rl.export.verify import record_observations
-    from nnc4rl.runner import RunSpec, make_envs
 
     _, model = atari_dqn(0.98, arch)
     art = artifact_from_sb3(model, bits=8)
-    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch=arch))
+    _, env = make_envs("PongNoFrameskip-v4")
     obs = record_observations(model, env, n=16, every=5, random_prob=0.5)
     env.close()
     int_art = calibrate(art, obs)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nnc4rl.plan import Phase, TrainingPlan
+from nnc4rl.compress.plan import Phase, TrainingPlan
 
 
 def zhu_gupta(k: int, n: int, s_f: float) -> float:

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from synthetic_runs import synthetic_curves, synthetic_runs  # noqa: E402
 
-from nnc4rl import plots, stats  # noqa: E402
-from nnc4rl.plan import TrainingPlan  # noqa: E402
+from nnc4rl.compress.plan import TrainingPlan  # noqa: E402
+from nnc4rl.study import plots, stats  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +167,7 @@ def test_a_redrawn_figure_has_the_same_bytes(tmp_path, monkeypatch):
     on another day (matplotlib reads the date from SOURCE_DATE_EPOCH when it is set)."""
     import matplotlib.pyplot as plt
 
-    from nnc4rl.plots import save
+    from nnc4rl.study.plots import save
 
     contents = []
     for day in (1, 2):

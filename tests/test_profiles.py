@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nnc4rl.config import ConfigError
-from nnc4rl.profiles import load_profile, profile_names
+from nnc4rl.core.config import ConfigError
+from nnc4rl.runs.profiles import load_profile, profile_names
 
 
 def test_names():
@@ -147,8 +147,8 @@ def test_select_takes_one_env_or_a_list_and_names_unknown_ones():
 def test_train_steps_and_hyperparameters_agree_with_the_runner(name):
     """The reader computes run ids from the YAML alone: its hyperparameters and 1.2 T must be
     the runner's."""
-    from nnc4rl.plan import TrainingPlan
-    from nnc4rl.runner import RunSpec, resolve
+    from nnc4rl.compress.plan import TrainingPlan
+    from nnc4rl.runs.spec import RunSpec, resolve
 
     for g in load_profile(name).groups:
         plan = TrainingPlan(g.T, quantize=g.quantize, extra_finetune=g.extra_finetune)

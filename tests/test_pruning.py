@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nnc4rl.pruning import (
+from nnc4rl.compress.pruning import (
     MaskSet,
     erdos_renyi_densities,
     erdos_renyi_score,

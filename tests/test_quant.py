@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnc4rl.quant import (
+from nnc4rl.compress.quant import (
     bake_fake_quant,
     enable_fake_quant,
     fake_quantize,

@@ -11,8 +11,8 @@ import time
 import pytest
 from test_sweep import write_tiny
 
-from nnc4rl.store import RunStore
-from nnc4rl.sweep import sweep, tasks_of
+from nnc4rl.runs.store import RunStore
+from nnc4rl.runs.sweep import sweep, tasks_of
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("sweep")  # one Ray at a time; alone with the other sweeps

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from synthetic_runs import synthetic_runs
 
-from nnc4rl import readings
-from nnc4rl.readings import (
+from nnc4rl.study import claims, readings
+from nnc4rl.study.readings import (
     FAILS,
     HOLDS,
     INCONCLUSIVE,
@@ -97,9 +97,9 @@ def _verdict(table: pd.DataFrame, start: str) -> pd.Series:
 
 def test_claims_follow_the_data():
     runs = _lossy_runs(qat_gain=0.02, extra_gain=0.02, controls_at=(0.98,))
-    table = readings.claims_table(runs, {"fig4": ""})
+    table = claims.claims_table(runs, {"fig4": ""})
     assert list(table.columns) == ["claim", "setting", "paper", "ours", "verdict", "why"]
-    assert len(table) == len(readings.CLAIMS)
+    assert len(table) == len(claims.CLAIMS)
     cheetah = _verdict(table, "even for HalfCheetah")
     assert cheetah["verdict"] == HOLDS and "5 seeds" in cheetah["ours"]
     assert _verdict(table, "prune and quantize up to 98 %")["verdict"] == NOT_AT_SCALE
@@ -112,26 +112,26 @@ def test_claims_follow_the_data():
     lossy = synthetic_runs(
         sparsities=SPARSITIES, seeds=5, noise=3.0, loss=lambda s: 0.2 * (s >= 0.8)
     )
-    table = readings.claims_table(lossy, {"fig4": ""})
+    table = claims.claims_table(lossy, {"fig4": ""})
     row = _verdict(table, "even for HalfCheetah")
     assert row["verdict"] == FAILS and "a loss at 0.8" in row["why"]
 
 
 def test_claims_at_a_pipeline_check_are_not_measurable():
     runs = _lossy_runs(qat_gain=0.02)
-    table = readings.claims_table(runs, {"fig4": "pipeline check: untrained agents"})
+    table = claims.claims_table(runs, {"fig4": "pipeline check: untrained agents"})
     assert set(table["verdict"]) == {NOT_AT_SCALE}
     assert _verdict(table, "even for HalfCheetah")["ours"] == "pipeline check only"
     # a study still running (only dense so far) is not run yet, not a pipeline check
     dense = runs[runs["sparsity"] == 0.0]
-    row = _verdict(readings.claims_table(dense, {"fig4": ""}), "even for HalfCheetah")
+    row = _verdict(claims.claims_table(dense, {"fig4": ""}), "even for HalfCheetah")
     assert row["ours"] == "not run" and "sparsity 0.8 was not run" in row["why"]
-    empty = readings.claims_table(runs.iloc[0:0], {"fig4": ""})
+    empty = claims.claims_table(runs.iloc[0:0], {"fig4": ""})
     assert set(empty["verdict"]) == {NOT_AT_SCALE}
 
 
 def test_figure_labels_take_each_figures_main_group():
-    from nnc4rl.profiles import load_profile
+    from nnc4rl.runs.profiles import load_profile
 
     labels = readings.figure_labels(load_profile("smoke"))
     assert set(labels) == {"fig4", "fig5", "fig6"}
@@ -141,7 +141,7 @@ def test_figure_labels_take_each_figures_main_group():
 @pytest.mark.parametrize("gain, verdict", [(0.05, HOLDS), (0.0, FAILS)])
 def test_beats_dense_claim(gain, verdict):
     runs = synthetic_runs(seeds=5, noise=1.0, qat_gain=gain)
-    row = _verdict(readings.claims_table(runs, {"fig4": ""}), "which leads to better")
+    row = _verdict(claims.claims_table(runs, {"fig4": ""}), "which leads to better")
     assert row["verdict"] == verdict
     # "ours" names the settings that are significantly better, the ones the reason names
     named = re.match(r"significantly better at (\d+) of \d+ settings( \(sparsity ([\d., ]+)\))?;",
@@ -159,11 +159,11 @@ def _one_seed_beyond(runs: pd.DataFrame, sparsities: tuple[float, ...]) -> pd.Da
 def test_a_measured_loss_decides_while_other_sparsities_lack_seeds():
     lossy = synthetic_runs(sparsities=(0.0, 0.5, 0.7, 0.8), seeds=5, noise=3.0,
                            loss=lambda s: 0.3 * (s == 0.5))  # fmt: skip
-    row = _verdict(readings.claims_table(_one_seed_beyond(lossy, (0.7, 0.8)), {"fig4": ""}),
+    row = _verdict(claims.claims_table(_one_seed_beyond(lossy, (0.7, 0.8)), {"fig4": ""}),
                    "even for HalfCheetah")  # fmt: skip
     assert row["verdict"] == FAILS and "a loss at 0.5" in row["why"]
     clean = synthetic_runs(sparsities=(0.0, 0.5, 0.7, 0.8), seeds=5, noise=3.0)
-    row = _verdict(readings.claims_table(_one_seed_beyond(clean, (0.7, 0.8)), {"fig4": ""}),
+    row = _verdict(claims.claims_table(_one_seed_beyond(clean, (0.7, 0.8)), {"fig4": ""}),
                    "even for HalfCheetah")  # fmt: skip
     assert row["verdict"] == NOT_AT_SCALE
     assert "fewer than 2 paired seeds at 0.7, 0.8" in row["why"] and "1 seed," in row["ours"]
@@ -175,7 +175,7 @@ def test_a_partial_study_reads_as_not_measurable_yet():
     text = "\n".join(readings.figure_reading(runs))
     assert "not measurable yet" in text and "No sparsity is without loss" not in text
     assert "(HalfCheetah-v4" not in text and "4 seeds)" in text
-    table = readings.claims_table(runs, {"fig4": ""})
+    table = claims.claims_table(runs, {"fig4": ""})
     row = _verdict(table, "quantization + pruning usually")
     assert row["verdict"] == NOT_AT_SCALE and row["ours"] == "2 paired settings so far, 1 seed each"
 
@@ -201,11 +201,11 @@ def test_compare_scales_by_the_dense_run_of_the_seeds_compared():
 def test_beats_dense_rarely_holds_without_an_effect():
     # 40 studies with no effect at all, 3 envs x 6 sparsities x 3 seeds each; uncorrected
     # per-setting t-intervals said "holds" in 11 of these 40 studies
-    claim = next(c for c in readings.CLAIMS if c.kind == "beats_dense")
+    claim = next(c for c in claims.CLAIMS if c.kind == "beats_dense")
     holds = 0
     for i in range(40):
         envs = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4")
         runs = pd.concat([synthetic_runs(env=e, sparsities=SPARSITIES, seeds=3, noise=30.0,
                                          rng_seed=100 * i + j) for j, e in enumerate(envs)])  # fmt: skip
-        holds += readings._beats_claim(claim, runs, {"fig4": ""}, readings.TOLERANCE)[1] == HOLDS
+        holds += claims._beats_claim(claim, runs, {"fig4": ""}, readings.TOLERANCE)[1] == HOLDS
     assert holds <= 4  # Holm keeps the family-wise rate at 5 %: about 2 of 40

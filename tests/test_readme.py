@@ -28,7 +28,7 @@ def test_readme_api_example_runs(tmp_path, monkeypatch):
 
 def test_readme_results_are_the_shipped_runs():
     """The block ``python -m nnc4rl.report`` writes equals what the shipped data give now."""
-    from nnc4rl.report import BEGIN, END, results_section
+    from nnc4rl.study.report import BEGIN, END, results_section
 
     text = README.read_text()
     block = text[text.index(BEGIN) : text.index(END) + len(END)]
@@ -40,8 +40,8 @@ def test_readme_results_are_the_shipped_runs():
 def test_other_figures_count_their_stored_runs_not_their_rows():
     import pandas as pd
 
-    from nnc4rl.profiles import load_profile
-    from nnc4rl.report import other_figures
+    from nnc4rl.runs.profiles import load_profile
+    from nnc4rl.study.report import other_figures
 
     prof = load_profile("mini")
     planned = {f: sum(g.n_runs for g in prof.groups if g.figure == f) for f in ("fig5", "fig6")}
@@ -58,7 +58,7 @@ def test_other_figures_count_their_stored_runs_not_their_rows():
 def test_readme_paper_estimate_is_what_the_sweep_prints():
     import io
 
-    from nnc4rl.sweep import sweep
+    from nnc4rl.runs.sweep import sweep
 
     out = io.StringIO()
     sweep("paper", workers=1, dry_run=True, out=out)

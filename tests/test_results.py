@@ -10,11 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnc4rl import results, stats
-from nnc4rl.config import ConfigError
-from nnc4rl.profiles import load_profile
-from nnc4rl.schema import CorruptRunError, make_run_fixture, make_summary_fixture
-from nnc4rl.store import RunStore, run_id, run_key
+from nnc4rl.core.config import ConfigError
+from nnc4rl.runs.fixtures import make_run_fixture, make_summary_fixture
+from nnc4rl.runs.profiles import load_profile
+from nnc4rl.runs.schema import CorruptRunError
+from nnc4rl.runs.store import RunStore, run_id, run_key
+from nnc4rl.study import results, stats
 
 
 def smoke_run(sparsity: float, seed: int, fp32: float, q: float, **change) -> tuple[str, dict]:
@@ -98,10 +99,10 @@ def test_runs_the_profile_no_longer_asks_for_are_flagged_not_dropped(store, tmp_
 def test_reader_needs_neither_gymnasium_nor_sb3_nor_the_sweep(store, tmp_path):
     code = f"""
 import sys
-for name in ("gymnasium", "stable_baselines3", "nnc4rl.sweep", "nnc4rl.runner", "mujoco",
+for name in ("gymnasium", "stable_baselines3", "nnc4rl.runs.sweep", "nnc4rl.runs.runner", "mujoco",
              "ale_py"):
     sys.modules[name] = None  # any import of them fails
-from nnc4rl.results import load_curves, load_episodes, load_runs
+from nnc4rl.study.results import load_curves, load_episodes, load_runs
 print(len(load_runs("smoke", data={str(tmp_path)!r})), len(load_curves("smoke",
       data={str(tmp_path)!r})), len(load_episodes("smoke", data={str(tmp_path)!r})))
 """

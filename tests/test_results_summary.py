@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from synthetic_runs import synthetic_runs
 
-from nnc4rl import results, stats
+from nnc4rl.study import results, stats
 
 
 def _one(summary: pd.DataFrame, variant: str, sparsity: float) -> pd.Series:

@@ -6,7 +6,7 @@ from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from nnc4rl import CompressionCallback, TrainingPlan, compressed_network
-from nnc4rl.quant import quantize_to_int
+from nnc4rl.compress.quant import quantize_to_int
 
 
 class MaskWatch(BaseCallback):
@@ -122,7 +122,7 @@ class ScheduleWatch(BaseCallback):
         self.targets: set[float] = set()
 
     def _on_step(self) -> bool:
-        from nnc4rl.pruning import layer_keep_counts
+        from nnc4rl.compress.pruning import layer_keep_counts
 
         c, step = self.compression, self.num_timesteps
         target = c.plan.sparsity_at(step)

@@ -1,7 +1,7 @@
 """The shipped results hold up: a few of the `mini` study's stored policies, put back into a
 plain SB3 model, play their paired evaluation episodes and get the returns the run reported:
 exactly where this machine computes the same floating-point bits as the one that made the run,
-else within a stated tolerance (the reason is in ``nnc4rl.numerics``)."""
+else within a stated tolerance (the reason is in ``nnc4rl.runs.numerics``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from nnc4rl.core.envs import make_envs
 from nnc4rl.export import load_artifact, weights_into_sb3
-from nnc4rl.numerics import platform_record
-from nnc4rl.runner import RunSpec, build_model, evaluate_returns, make_envs, make_plan, resolve
-from nnc4rl.store import data_root
+from nnc4rl.runs.evaluation import evaluate_returns
+from nnc4rl.runs.numerics import platform_record
+from nnc4rl.runs.runner import build_model
+from nnc4rl.runs.spec import RunSpec, make_plan, resolve
+from nnc4rl.runs.store import data_root
 
 PROFILE = "mini"
 # Where the bits differ every episode is a fresh trajectory, so the two sets of paired returns
@@ -57,7 +60,7 @@ def test_a_shipped_policy_replays_its_reported_returns(folder):
     art = load_artifact(folder / "policy.npz")
     final = summary["eval"]["qat_end"]
     assert art.sparsity() == pytest.approx(final["measured_sparsity"], abs=1e-6)
-    env, eval_env = make_envs(spec)
+    env, eval_env = make_envs(spec.env, spec.seed, spec.n_envs)
     eval_env.close()
     try:
         model = weights_into_sb3(art, build_model(spec, hyper, env, make_plan(spec, hyper)))
@@ -91,9 +94,9 @@ def test_the_full_integer_policy_of_a_shipped_run_keeps_its_return(folder):
     """int8 activations (int16 input codes), calibrated as `nnc4rl export --integer` does (on
     the first three of the run's paired evaluation episodes, which are then scored with the
     rest), play those episodes: the return stays within the tolerance that defines "without
-    loss" (nnc4rl.readings) of the trained network's."""
-    from nnc4rl.export.closed_loop import closed_loop_row
-    from nnc4rl.readings import TOLERANCE
+    loss" (nnc4rl.study.readings) of the trained network's."""
+    from nnc4rl.study.closed_loop import closed_loop_row
+    from nnc4rl.study.readings import TOLERANCE
 
     summary = json.loads((folder / "summary.json").read_text())
     final = summary["eval"]["qat_end"]

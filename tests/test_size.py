@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from nnc4rl.pruning import magnitude_masks
-from nnc4rl.size import index_bytes, layer_size, network_size
+from nnc4rl.compress.pruning import magnitude_masks
+from nnc4rl.compress.size import index_bytes, layer_size, network_size
 
 HOPPER = [(256, 11), (256, 256), (3, 256), (3, 256)]
 

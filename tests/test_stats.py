@@ -1,4 +1,4 @@
-"""Estimators of nnc4rl.stats on hand-computed cases, and the coverage simulation that decides
+"""Estimators of nnc4rl.study.stats on hand-computed cases, and the coverage simulation that decides
 which interval the figures draw."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from nnc4rl import stats
+from nnc4rl.study import stats
 
 
 def test_t_interval_hand_computed():

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from nnc4rl.runner import RunSpec
-from nnc4rl.schema import (
-    CorruptRunError,
-    make_run_fixture,
-    make_summary_fixture,
-    point_bits,
-    validate_summary,
-    variant,
-)
-from nnc4rl.store import RunStore, run_id, run_key
+from nnc4rl.runs.fixtures import make_run_fixture, make_summary_fixture
+from nnc4rl.runs.schema import CorruptRunError, point_bits, validate_summary, variant
+from nnc4rl.runs.spec import RunSpec
+from nnc4rl.runs.store import RunStore, run_id, run_key
 
 HYPER = {"sb3": {"batch_size": 8}, "compression": {"n_events": 2}, "evaluation": {}}
 

@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from nnc4rl.cli import main
-from nnc4rl.config import ConfigError
+from nnc4rl.core.config import ConfigError
 from nnc4rl.export import load_policy
-from nnc4rl.store import RunStore
-from nnc4rl.sweep import sweep, tasks_of
+from nnc4rl.runs.store import RunStore
+from nnc4rl.runs.sweep import sweep, tasks_of
 
 pytestmark = pytest.mark.xdist_group("sweep")  # process pools and Ray: keep them on one worker
 
@@ -174,7 +174,7 @@ def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
 def test_a_run_the_store_refuses_fails_alone(tiny, tmp_path, monkeypatch, capsys):
     """The store refusing one finished run (e.g. files a newer worker wrote) does not end the
     sweep: the other runs are stored, that one is reported as failed."""
-    from nnc4rl.schema import CorruptRunError
+    from nnc4rl.runs.schema import CorruptRunError
 
     commit = RunStore.commit
 
@@ -271,7 +271,7 @@ def test_ray_executor_on_a_local_instance(tiny, tmp_path):
 
 def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
     """A sweep stopped part-way leaves every setting with about as many seeds."""
-    import nnc4rl.sweep as sweep_module
+    import nnc4rl.runs.sweep as sweep_module
 
     folder = write_tiny(tmp_path / "profiles", sparsities=(0.0, 0.5, 0.9))
     text = (folder / "tiny.yml").read_text().replace("seeds: 1", "seeds: 3")

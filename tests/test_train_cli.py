@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from nnc4rl.cli import main
-from nnc4rl.runner import RunSpec, train
+from nnc4rl.runs.runner import train
+from nnc4rl.runs.spec import RunSpec
 
 # Load a model.zip with plain SB3, with nnc4rl made unimportable, and report its tensors.
 LOAD_PLAIN = r"""
@@ -83,7 +84,7 @@ def test_run_folder_contents(run):
     assert abs(at_t["measured_sparsity"] - SPARSITY) * at_t["params"] <= n_layers
     assert at_t["size"]["nominal_ratio"] == pytest.approx(1 / (1 - at_t["measured_sparsity"]))
     # the saved model is the network evaluated last, read back from model.zip
-    from nnc4rl.measure import load_policy_state, network_digest
+    from nnc4rl.compress.measure import load_policy_state, network_digest
 
     saved = network_digest(load_policy_state(out / "model.zip"))
     assert s["eval"]["qat_end"]["network_sha256"] == s["network_sha256"] == saved
@@ -97,7 +98,7 @@ def test_run_folder_contents(run):
     assert len(encode(art)[1]) == s["size"]["compressed_bytes"]
     assert s["wall_time_s"] > 0
     # the run records the floating-point fingerprint of the machine it ran on
-    from nnc4rl.numerics import platform_record
+    from nnc4rl.runs.numerics import platform_record
 
     assert s["platform"]["fingerprint"] == platform_record(s["env"])["fingerprint"]
     # quantization can only add zeros (weights below half a step round to 0)

@@ -1,4 +1,13 @@
-"""Deployment export of compressed policies: npz artifact, ONNX (QDQ) and standalone C99.
+"""Layer 2, deployment: a compressed policy as an npz artifact, ONNX (QDQ / integer) and C99.
+
+Owns: the artifact's data model, tracing from a trained SB3 model and the ``.npz`` codec
+(:mod:`.model`, :mod:`.trace`, :mod:`.codec`, format in ``FORMAT.md``), its numpy inference in
+fp32 and full-integer arithmetic (:mod:`.inference`, :mod:`.integer`), the ONNX and C exporters
+(:mod:`.onnx_export`, :mod:`.c_export`, :mod:`.c_build`), the Cortex-M4 build under QEMU
+(:mod:`.mcu`), playing a policy on a run's paired evaluation episodes (:mod:`.closed_loop`) and
+the benchmark helpers (:mod:`.bench`, :mod:`.verify`).
+
+May import: :mod:`nnc4rl.core`, :mod:`nnc4rl.compress`.
 
 Typical use::
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnc4rl.compress.size import index_bytes
 from nnc4rl.export.artifact import Artifact, artifact_from_sb3, save_artifact
-from nnc4rl.size import index_bytes
 
 SPARSITIES = (0.0, 0.9, 0.98, 0.99)
 
@@ -26,8 +26,8 @@ def _prune_and_quantize(module, sparsity: float, bits: int) -> None:
     """Erdos-Renyi magnitude pruning to ``sparsity`` (if > 0), then ``bits``-bit PTQ, in place."""
     import torch
 
-    from nnc4rl.pruning import magnitude_masks, prunable_layers
-    from nnc4rl.quant import post_training_quantize
+    from nnc4rl.compress.pruning import magnitude_masks, prunable_layers
+    from nnc4rl.compress.quant import post_training_quantize
 
     layers = [m for _, m in prunable_layers(module)]
     if sparsity > 0:
@@ -64,11 +64,11 @@ def atari_dqn(sparsity: float, arch: str = "cnn", bits: int = 8, seed: int = 0):
     import torch
     from stable_baselines3 import DQN
 
-    from nnc4rl.networks import ARCH_PRESETS, ImpalaCNN
-    from nnc4rl.runner import RunSpec, make_envs
+    from nnc4rl.compress.networks import ARCH_PRESETS, ImpalaCNN
+    from nnc4rl.core.envs import make_envs
 
     torch.manual_seed(seed)
-    train_env, eval_env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, seed=seed, arch=arch))
+    train_env, eval_env = make_envs("PongNoFrameskip-v4", seed)
     eval_env.close()
     kwargs = {}
     if arch in ARCH_PRESETS:
@@ -119,7 +119,8 @@ def latencies(dense, art: Artifact, workdir: Path, calls: int = 2000) -> dict[st
     model (1 thread) and the compiled C function (called through ctypes)."""
     import torch
 
-    from nnc4rl.export.c_export import compile_shared, save_c
+    from nnc4rl.export.c_build import compile_shared
+    from nnc4rl.export.c_export import save_c
     from nnc4rl.export.onnx_export import OnnxPolicy, save_onnx
 
     torch.set_num_threads(1)
@@ -149,7 +150,7 @@ def latencies(dense, art: Artifact, workdir: Path, calls: int = 2000) -> dict[st
 
 def run_benchmark(sparsities=SPARSITIES, calls: int = 2000) -> list[dict]:
     """One row per sparsity: ``sparsity``, ``sizes`` (bytes) and ``latency_us``."""
-    from nnc4rl.export.c_export import footprint
+    from nnc4rl.export.c_build import footprint
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,8 +167,9 @@ def run_benchmark(sparsities=SPARSITIES, calls: int = 2000) -> list[dict]:
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    """The benchmark as text: sizes (bytes, and x the floor) and latency ratios vs torch."""
+def sizes_table(rows: list[dict]) -> str:
+    """Stored bytes per encoding (and x the int8 non-zero floor), and the C export's flash / RAM:
+    deterministic, unlike the latencies."""
     size_keys = ["fp32_dense", "int8_dense", "int8_csr", "int8_bitmask", "cheapest", "artifact",
                  "floor"]  # fmt: skip
     lines = ["stored bytes (x the int8 non-zero floor)",
@@ -183,17 +185,29 @@ def format_table(rows: list[dict]) -> str:
             for r in rows
         )
     )
-    lines += ["", "batch-1 latency, median (us); speed-up = torch dense fp32 / x",
-              f"sparsity {'torch':>10} {'onnxrt':>10} {'C':>10} {'ort x':>8} {'C x':>8}"
-              f" {'C flash B':>10} {'C RAM B':>8}"]  # fmt: skip
+    lines.append("C export (-Os): " + ", ".join(
+        f"{r['sparsity']:.2f}: {r['c_footprint']['flash']} B flash / {r['c_footprint']['ram']} B RAM"
+        for r in rows))  # fmt: skip
+    return "\n".join(lines)
+
+
+def latency_table(rows: list[dict]) -> str:
+    """Batch-1 median latencies (us) and speed-ups vs torch: they measure this machine."""
+    lines = ["batch-1 latency, median (us); speed-up = torch dense fp32 / x",
+             f"sparsity {'torch':>10} {'onnxrt':>10} {'C':>10} {'ort x':>8} {'C x':>8}"]  # fmt: skip
     for r in rows:
-        lat, fp = r["latency_us"], r["c_footprint"]
+        lat = r["latency_us"]
         t = lat["torch_dense_fp32"]
         lines.append(
             f"{r['sparsity']:8.2f} {t:10.2f} {lat['onnxruntime']:10.2f} {lat['c']:10.2f} "
-            f"{t / lat['onnxruntime']:8.1f} {t / lat['c']:8.1f} {fp['flash']:10d} {fp['ram']:8d}"
+            f"{t / lat['onnxruntime']:8.1f} {t / lat['c']:8.1f}"
         )
     return "\n".join(lines)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The benchmark as text: :func:`sizes_table`, then :func:`latency_table`."""
+    return sizes_table(rows) + "\n\n" + latency_table(rows)
 
 
 def cnn_latencies(sparsity: float = 0.95, calls: int = 100, arch: str = "cnn") -> dict:
@@ -206,15 +220,16 @@ def cnn_latencies(sparsity: float = 0.95, calls: int = 100, arch: str = "cnn") -
     """
     import torch
 
-    from nnc4rl.export.c_export import CPolicy, compile_shared, save_c
+    from nnc4rl.core.envs import make_envs
+    from nnc4rl.export.c_build import CPolicy, compile_shared
+    from nnc4rl.export.c_export import save_c
     from nnc4rl.export.integer import calibrate
     from nnc4rl.export.verify import record_observations
-    from nnc4rl.runner import RunSpec, make_envs
 
     torch.set_num_threads(1)
     dense, model = atari_dqn(sparsity, arch)
     art = artifact_from_sb3(model, bits=8)
-    _, env = make_envs(RunSpec("dqn", "PongNoFrameskip-v4", 1, arch=arch))
+    _, env = make_envs("PongNoFrameskip-v4")
     frames = record_observations(model, env, n=8, every=5, random_prob=0.5)
     env.close()
     int_art = calibrate(art, frames)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from nnc4rl.atomic import write_atomic
+from nnc4rl.compress.quant import qmax
+from nnc4rl.core.atomic import write_atomic
 from nnc4rl.export.model import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -26,7 +27,6 @@ from nnc4rl.export.model import (
     ArtifactError,
     Layer,
 )
-from nnc4rl.quant import qmax
 
 _DTYPES = {"i1": np.dtype("i1"), "u1": np.dtype("u1"), "u2": np.dtype("<u2"), "u4": np.dtype("<u4"),
            "f4": np.dtype("<f4")}  # fmt: skip
@@ -63,10 +63,10 @@ def packed_bytes(count: int, bits: int) -> int:
 
 # -- writing -------------------------------------------------------------------------------------
 def layer_encoding(layer: Layer) -> str:
-    """The cheapest encoding of a layer's codes by :mod:`nnc4rl.size` (what is stored)."""
+    """The cheapest encoding of a layer's codes by :mod:`nnc4rl.compress.size` (what is stored)."""
     import torch
 
-    from nnc4rl.size import layer_size
+    from nnc4rl.compress.size import layer_size
 
     m = torch.from_numpy(layer.matrix.copy())
     return layer_size(layer.name, m, None, layer.bits, False).encoding

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnc4rl.export.c_export import DEFAULT_PREFIX, STRICT_FLAGS, save_c
+from nnc4rl.export.c_build import STRICT_FLAGS
+from nnc4rl.export.c_export import DEFAULT_PREFIX, save_c
 from nnc4rl.export.model import Artifact, ArtifactError
 
 M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nnc4rl.config import ConfigError
+from nnc4rl.core.config import ConfigError
 
 FORMAT_NAME = "nnc4rl-policy"
 FORMAT_VERSION = 3

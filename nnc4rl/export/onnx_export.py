@@ -323,7 +323,7 @@ def save_onnx(art: Artifact, path: str | Path, integer: bool = False) -> int:
 
     :param integer: the full-integer graph (``art`` must be calibrated).
     """
-    from nnc4rl.atomic import write_atomic
+    from nnc4rl.core.atomic import write_atomic
 
     model = to_onnx(art, integer)  # before touching the file system: a refused model writes nothing
     path = Path(path)

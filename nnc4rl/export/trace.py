@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from nnc4rl.compress.quant import qmax, weight_scale
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
-from nnc4rl.quant import qmax, weight_scale
 
 GRID_TOLERANCE = 1e-3  # largest distance of w / scale from an integer that counts as "on grid"
 
@@ -22,7 +22,7 @@ GRID_TOLERANCE = 1e-3  # largest distance of w / scale from an integer that coun
 def grid_codes(weight: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     """Recover ``(codes int8, scale float32)`` of a weight already on a ``bits``-bit grid.
 
-    The scale is :func:`nnc4rl.quant.weight_scale` (``max|w| / qmax`` per tensor or per output
+    The scale is :func:`nnc4rl.compress.quant.weight_scale` (``max|w| / qmax`` per tensor or per output
     channel, as in training); raises :class:`ArtifactError` if some ``w / scale`` is more than
     ``GRID_TOLERANCE`` from an integer. Among the float32 neighbours of the scale, one for which
     ``codes * scale`` reproduces the weight bit for bit is preferred.
@@ -117,7 +117,7 @@ class _Tracer:
         self.ops.append({"op": "maxpool", "kernel": pair(m.kernel_size), "stride": pair(m.stride),
                          "padding": pair(m.padding)})  # fmt: skip
 
-    def _residual(self, m) -> None:  # nnc4rl.networks: x + conv1(relu(conv0(relu(x))))
+    def _residual(self, m) -> None:  # nnc4rl.compress.networks: x + conv1(relu(conv0(relu(x))))
         slot = f"r{self._slot}"
         self._slot += 1
         self.ops += [{"op": "save", "slot": slot}, {"op": "relu"}]
@@ -129,7 +129,7 @@ class _Tracer:
     def visit(self, m) -> None:
         from torch import nn
 
-        from nnc4rl.networks import ImpalaCNN, ImpalaStage, ResidualBlock
+        from nnc4rl.compress.networks import ImpalaCNN, ImpalaStage, ResidualBlock
 
         simple = {nn.ReLU: "relu", nn.Tanh: "tanh"}
         if isinstance(m, nn.Sequential):
@@ -259,7 +259,7 @@ def load_sb3_model(path: str | Path):
     """Load an SB3 ``model.zip`` (SAC or DQN) on the CPU without allocating its replay buffer."""
     from stable_baselines3 import DQN, SAC
 
-    from nnc4rl.measure import load_policy_state
+    from nnc4rl.compress.measure import load_policy_state
 
     path = Path(path)
     try:

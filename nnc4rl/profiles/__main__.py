@@ -1,7 +1,7 @@
 """``python -m nnc4rl.profiles NAME [NAME ...]``: validate profiles, one line each.
 
 Prints ``profile NAME: R runs, S env steps`` for a valid profile; for a bad one the single
-:class:`~nnc4rl.config.ConfigError` line on stderr and exit status 2 (``make reproduce`` runs this
+:class:`~nnc4rl.core.config.ConfigError` line on stderr and exit status 2 (``make reproduce`` runs this
 before anything else, so a typo costs nothing).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from nnc4rl.config import ConfigError
-from nnc4rl.profiles import load_profile, profile_names
+from nnc4rl.core.config import ConfigError
+from nnc4rl.runs.profiles import load_profile, profile_names
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,7 @@ import cloudpickle
 import numpy as np
 import torch
 
-from nnc4rl.atomic import remove_dead_partials, write_atomic
+from nnc4rl.core.atomic import remove_dead_partials, write_atomic
 
 CHECKPOINT_FILE = "checkpoint.pkl"
 FORMAT_VERSION = 1

@@ -1,52 +1,18 @@
-"""The ``nnc4rl`` command line: ``nnc4rl train ...`` (see ``nnc4rl train --help``)."""
+"""``nnc4rl train``: train one compressed agent into a run folder (:mod:`nnc4rl.runs.runner`)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
-from collections.abc import Sequence
 
-from nnc4rl.config import ConfigError, check_bits, check_sparsity, parse_set
-from nnc4rl.pruning import DISTRIBUTIONS
-from nnc4rl.runner import ALGOS, ARCHS, RunSpec
-
-# Modules adding subcommands (each defines ``register(subparsers)`` and sets ``func``).
-SUBCOMMAND_MODULES: list[str] = ["nnc4rl.sweep", "nnc4rl.export.cli"]
+from nnc4rl.cli.types import bits, fraction, positive_int
+from nnc4rl.compress.pruning import DISTRIBUTIONS
+from nnc4rl.core.config import parse_set
+from nnc4rl.runs.spec import ALGOS, ARCHS, RunSpec
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with bad input reported as one line and exit status 2."""
-
-    def error(self, message: str):  # noqa: D102
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _fraction(text: str) -> float:
-    try:
-        return check_sparsity(float(text))
-    except (ValueError, ConfigError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)") from None
-
-
-def _bits(text: str) -> int:
-    try:
-        return check_bits(int(text))
-    except (ValueError, ConfigError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 2..8") from None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nnc4rl", description="Compress SB3 RL agents: pruning + QAT.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser(
+def register(subparsers) -> None:
+    """Add ``nnc4rl train``."""
+    t = subparsers.add_parser(
         "train",
         help="train one compressed agent into a run folder",
         description="Train SAC/DQN with gradual magnitude pruning (0.2-0.8 T), fine-tuning "
@@ -56,12 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--algo", required=True, choices=ALGOS)
     t.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v4, PongNoFrameskip-v4")
     t.add_argument("--arch", choices=ARCHS, help="network (default: mlp, or cnn on Atari)")
-    t.add_argument("--sparsity", type=_fraction, default=0.0, help="final sparsity in [0, 1)")
+    t.add_argument("--sparsity", type=fraction, default=0.0, help="final sparsity in [0, 1)")
     t.add_argument("--distribution", choices=DISTRIBUTIONS, default="erdos_renyi")
     t.add_argument("--quantize", action="store_true", help="add the QAT phase (1.2 T steps)")
     t.add_argument("--extra-finetune", action="store_true",
                    help="without --quantize: fine-tune to 1.2 T (the equal-length control)")  # fmt: skip
-    t.add_argument("--bits", type=_bits, default=8, help="QAT bit width, 2..8 (default 8)")
+    t.add_argument("--bits", type=bits, default=8, help="QAT bit width, 2..8 (default 8)")
     t.add_argument("--steps", type=positive_int, required=True, help="the paper's T (env steps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder to create (must not exist)")
@@ -84,10 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip
     t.set_defaults(func=_run_train)
-    # Other subcommands live beside the code they drive; each module has register(subparsers).
-    for module in SUBCOMMAND_MODULES:
-        importlib.import_module(module).register(sub)
-    return parser
 
 
 def _print_summary(s: dict) -> None:
@@ -110,7 +72,7 @@ def _print_summary(s: dict) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from nnc4rl.runner import train
+    from nnc4rl.runs.runner import train
 
     spec = RunSpec(
         algo=args.algo,
@@ -133,18 +95,3 @@ def _run_train(args: argparse.Namespace) -> int:
     _print_summary(summary)
     print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nnc4rl`` command; returns the exit status (2 on bad input)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ConfigError as err:
-        print(f"nnc4rl {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

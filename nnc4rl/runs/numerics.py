@@ -87,7 +87,7 @@ def float_fingerprint(env_id: str) -> dict[str, str]:
         integer arithmetic and needs none).
     :returns: ``{"torch_mlp", "torch_conv"[, "mujoco"]}`` -> 16 hex digits each.
     """
-    from nnc4rl.runner import is_atari
+    from nnc4rl.core.envs import is_atari
 
     digests = _torch_digests()
     if not is_atari(env_id):

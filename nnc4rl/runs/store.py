@@ -3,17 +3,17 @@
 A run is identified by everything that changes its result (algo, env, arch, sparsity,
 distribution, quantize, bits, the equal-length control, seed, T and the resolved
 hyperparameters): their canonical JSON is hashed into a stable id. A run folder holds (schema:
-:mod:`nnc4rl.schema`)
+:mod:`nnc4rl.runs.schema`)
 
-* ``summary.json`` and ``evaluations.csv`` - written by :func:`nnc4rl.runner.train`;
+* ``summary.json`` and ``evaluations.csv`` - written by :func:`nnc4rl.runs.runner.train`;
 * ``run.json`` - the run's key, its id, profile, group and figure;
 * ``policy.npz`` - only when the group keeps policies and the run is quantized: the compressed
   network (SAC actor / DQN Q-network) as the deployment artifact of ``nnc4rl/export/FORMAT.md``
   (``nnc4rl.export.load_policy`` runs it). ``model.zip`` (critics, optimizer state) and replay
   buffers are never kept, so ``data/`` stays small enough for git.
 
-A folder appears under its id only once complete (:func:`nnc4rl.atomic.atomic_dir`) and only
-after :func:`nnc4rl.schema.validate_run_folder` accepts it, so a folder named by its id is a
+A folder appears under its id only once complete (:func:`nnc4rl.core.atomic.atomic_dir`) and only
+after :func:`nnc4rl.runs.schema.validate_run_folder` accepts it, so a folder named by its id is a
 finished run; one that fails validation later (damaged by hand or by a disk) is *corrupt* and the
 next sweep recomputes it. While a run trains, its checkpoint lives beside the runs in the hidden
 folder ``.<id>.checkpoint`` (when the worker sees the store), so a killed sweep continues it.
@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnc4rl.atomic import atomic_dir, remove_dead_partials, write_atomic
-from nnc4rl.schema import (
+from nnc4rl.core.atomic import atomic_dir, remove_dead_partials, write_atomic
+from nnc4rl.runs.schema import (
     REQUIRED_FILES,
     SCHEMA_VERSION,
     CorruptRunError,
@@ -42,7 +42,7 @@ from nnc4rl.schema import (
 )
 
 if TYPE_CHECKING:  # the runner pulls in SB3; reading a store must not
-    from nnc4rl.runner import RunSpec
+    from nnc4rl.runs.spec import RunSpec
 
 __all__ = ["REQUIRED_FILES", "CorruptRunError", "RunStore", "RunTask", "execute", "run_id",
            "run_key", "data_root", "repo_root", "checkpoint_dir", "store_visible"]  # fmt: skip
@@ -156,7 +156,7 @@ class RunStore:
         """The ``run.json`` of a finished run.
 
         :raises CorruptRunError: one line naming the folder and what is wrong, if the folder
-            exists but is not a complete finished run (:func:`nnc4rl.schema.validate_run_folder`).
+            exists but is not a complete finished run (:func:`nnc4rl.runs.schema.validate_run_folder`).
         :raises FileNotFoundError: if it does not exist.
         """
         return validate_run_folder(self.path(rid))["run"]
@@ -177,7 +177,7 @@ class RunStore:
 
     def commit(self, rid: str, files: dict[str, bytes], force: bool = False) -> bool:
         """Write ``files`` as the run ``rid`` atomically, after checking them with
-        :func:`nnc4rl.schema.validate_run_folder` (invalid files raise
+        :func:`nnc4rl.runs.schema.validate_run_folder` (invalid files raise
         :class:`CorruptRunError` and leave the store untouched).
 
         :returns: False if a finished run was already there (written concurrently) and ``force``
@@ -228,7 +228,7 @@ def execute(
     :param store_root: the store's folder as the driver sees it.
     :param store_id: the store's :meth:`RunStore.identity`.
     """
-    from nnc4rl.runner import train
+    from nnc4rl.runs.runner import train
 
     shared = store_visible(store_root, store_id)
     work = Path(tempfile.mkdtemp(prefix=f".{task.run_id}.work-"))

@@ -1,11 +1,11 @@
-"""The paper's figures from the tidy tables of :mod:`nnc4rl.results` and the training plan.
+"""The paper's figures from the tidy tables of :mod:`nnc4rl.study.results` and the training plan.
 
 Colours follow the paper: blue pruned, red pruned + quantized, purple dotted quantized only,
 green dashed dense; the controls (equal-length fine-tuning, PTQ, 4-bit QAT) get their own. Every
 seed is drawn as a point; a line is the mean over seeds and its bars / band the Student-t 95 %
 interval of the mean (none with one seed: the seeds alone are drawn). Phases come from
-:class:`nnc4rl.plan.TrainingPlan`. The aggregate figure uses the estimators of Agarwal et al.
-(NeurIPS 2021) from :mod:`nnc4rl.stats`.
+:class:`nnc4rl.compress.plan.TrainingPlan`. The aggregate figure uses the estimators of Agarwal et al.
+(NeurIPS 2021) from :mod:`nnc4rl.study.stats`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import EngFormatter
 
-from nnc4rl import stats
-from nnc4rl.plan import TrainingPlan
-from nnc4rl.readings import MIN_SEEDS, count, per_seed
-from nnc4rl.results import _main_run_rows
-from nnc4rl.store import repo_root
+from nnc4rl.compress.plan import TrainingPlan
+from nnc4rl.runs.store import repo_root
+from nnc4rl.study import stats
+from nnc4rl.study.readings import MIN_SEEDS, count, per_seed
+from nnc4rl.study.results import _main_run_rows
 
 STYLE = {
     "pruned": {"color": "tab:blue", "linestyle": "-", "marker": "o"},
@@ -139,7 +139,7 @@ def sparsity_returns(runs: pd.DataFrame, title: str) -> plt.Figure:
     (dense, quantized only, dense controls) are horizontal lines with their interval as a band,
     their seeds drawn at 0.
 
-    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
+    :param runs: :func:`nnc4rl.study.results.load_runs` rows of one figure.
     """
 
     df = _main_run_rows(runs)
@@ -208,9 +208,9 @@ def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
     """Companion figure: evaluation return against env steps, one panel per env, network and
     sparsity; a line per kind of run (QAT int8, QAT int4, the equal-length control) with the
     mean over seeds and its Student-t 95 % band, thin lines for the single seeds, and the phases
-    of the run's :class:`~nnc4rl.plan.TrainingPlan` shaded and labelled.
+    of the run's :class:`~nnc4rl.compress.plan.TrainingPlan` shaded and labelled.
 
-    :param curves: :func:`nnc4rl.results.load_curves` rows of one figure.
+    :param curves: :func:`nnc4rl.study.results.load_curves` rows of one figure.
     """
     df = curves
     if "current" in df.columns:
@@ -245,7 +245,7 @@ def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
     only) beside the real stored ratio of the quantized network (the deployment artifact: values,
     indices, biases and scales), per sparsity, for every QAT bit width present; log scale.
 
-    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
+    :param runs: :func:`nnc4rl.study.results.load_runs` rows of one figure.
     """
     df = runs
     if "current" in df.columns:
@@ -283,7 +283,7 @@ def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
 
 def _normalized_tasks(runs: pd.DataFrame, variant: str) -> dict[tuple, np.ndarray]:
     """Per task (env, network, sparsity; the key ends with the sparsity) the per-seed return
-    normalised by the same seed's dense return (:func:`nnc4rl.stats.normalize_to_reference`)."""
+    normalised by the same seed's dense return (:func:`nnc4rl.study.stats.normalize_to_reference`)."""
     values, dense = per_seed(runs, variant), per_seed(runs, "dense")
     out = {}
     for key, v in values.items():
@@ -302,11 +302,11 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
     compressed variant over all its tasks (env x network x sparsity), with a stratified-bootstrap
     95 % interval; right, the probability that pruned + quantized beats each reference on the
     same task, with its stratified-bootstrap interval. Only tasks with at least
-    :data:`nnc4rl.readings.MIN_SEEDS` seeds (on both sides) are aggregated, so a partial study
+    :data:`nnc4rl.study.readings.MIN_SEEDS` seeds (on both sides) are aggregated, so a partial study
     gives no one-seed task frozen weight; with none, every task is used and only the estimate
     is drawn.
 
-    :param runs: :func:`nnc4rl.results.load_runs` rows of one figure.
+    :param runs: :func:`nnc4rl.study.results.load_runs` rows of one figure.
     :param n_boot: bootstrap resamples.
     """
 

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from nnc4rl.config import check_sparsity
+from nnc4rl.core.config import check_sparsity
 
 Distribution = Literal["global", "uniform", "erdos_renyi"]
 DISTRIBUTIONS: tuple[str, ...] = ("global", "uniform", "erdos_renyi")

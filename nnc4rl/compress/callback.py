@@ -31,9 +31,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
-from nnc4rl.plan import Phase, TrainingPlan
-from nnc4rl.pruning import Distribution, MaskSet, prunable_layers
-from nnc4rl.quant import bake_fake_quant, enable_fake_quant
+from nnc4rl.compress.plan import Phase, TrainingPlan
+from nnc4rl.compress.pruning import Distribution, MaskSet, prunable_layers
+from nnc4rl.compress.quant import bake_fake_quant, enable_fake_quant
 
 
 @dataclass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from nnc4rl.cli.types import positive_int
+
 FORMATS = ("npz", "onnx", "c")
 
 
 def register(subparsers) -> None:
     """Add the ``export`` subcommand to the ``nnc4rl`` parser."""
-    from nnc4rl.cli import positive_int
-
     p = subparsers.add_parser(
         "export",
         help="export a compressed policy (npz artifact, ONNX QDQ, or C99 source)",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnc4rl.pruning import prunable_layers
+from nnc4rl.compress.pruning import prunable_layers
 
 
 def qmax(bits: int) -> int:

@@ -11,7 +11,6 @@ stopped. Workers die with the sweep however it is killed (``kill -9`` included).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -24,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nnc4rl.checkpoint import has_checkpoint
-from nnc4rl.config import ConfigError
-from nnc4rl.profiles import FIGURES, load_profile, machine_speeds, profile_names
-from nnc4rl.runner import RunSpec, resolve
-from nnc4rl.store import RunStore, RunTask, data_root, execute, run_id, run_key
+from nnc4rl.core.config import ConfigError
+from nnc4rl.runs.checkpoint import has_checkpoint
+from nnc4rl.runs.profiles import load_profile, machine_speeds
+from nnc4rl.runs.spec import RunSpec, resolve
+from nnc4rl.runs.store import RunStore, RunTask, data_root, execute, run_id, run_key
 
 EXECUTORS = ("local", "ray")
 # Ray re-runs a task whose node or worker died this many times (it continues from its
@@ -157,7 +156,7 @@ def run_task(
 
     :param store_root: the run store's folder as the driver sees it, and ``store_id`` its
         :meth:`RunStore.identity`: where this worker sees the same store, the run checkpoints
-        there (:func:`nnc4rl.store.execute`).
+        there (:func:`nnc4rl.runs.store.execute`).
     """
     try:
         import torch
@@ -195,7 +194,7 @@ def _local(tasks: list[RunTask], workers: int, store: RunStore, done: Callable) 
     pool.shutdown()
 
 
-def _terminate_on_sigterm() -> None:
+def terminate_on_sigterm() -> None:
     """Turn SIGTERM into ``SystemExit`` so a killed sweep stops its workers too."""
     import signal
     import threading
@@ -260,7 +259,7 @@ def _ray(
             ray.shutdown()
 
 
-class _QuietPipe:
+class QuietPipe:
     """A text stream that stops writing, silently, once its reader is gone
     (``nnc4rl sweep --dry-run | head -1``): no BrokenPipeError traceback, and a sweep that is
     training goes on."""
@@ -399,41 +398,3 @@ def sweep(
     for rid, reason in result.failed.items():
         print(f"  FAILED {rid}: {reason}", file=out)
     return result
-
-
-def register(subparsers) -> None:
-    """Add ``nnc4rl sweep``."""
-    from nnc4rl.cli import positive_int
-
-    p = subparsers.add_parser(
-        "sweep",
-        help="train every missing run of a reproduction profile",
-        description="Fill data/runs/<profile>/ with every run of a profile (smoke, mini, paper); "
-        "finished runs are reused, so a killed sweep resumes.",
-    )
-    p.add_argument("--profile", required=True, help=f"one of {', '.join(profile_names())}")
-    p.add_argument("--figure", help=f"only the runs of one figure: {', '.join(FIGURES)}")
-    p.add_argument("--env", dest="envs", action="append", help="only this env (repeatable)")
-    p.add_argument("--executor", default="local", help="local (process pool, default) or ray")
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        help="parallel runs (default: CPU count / torch threads per run)",
-    )
-    p.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray)")
-    p.add_argument("--data", help="data folder (default: <repo>/data or $NNC4RL_DATA)")
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the plan and estimate, run nothing"
-    )
-    p.add_argument("--force", action="store_true", help="recompute finished runs too")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    _terminate_on_sigterm()
-    result = sweep(args.profile, args.figure, args.envs, args.executor, args.workers,
-                   args.address, args.dry_run, args.force, args.data,
-                   args.progress if args.progress is not None else sys.stderr.isatty(),
-                   out=_QuietPipe(sys.stdout))  # fmt: skip
-    return 1 if result.failed else 0

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import Enum
 
-from nnc4rl.config import ConfigError, check_bits, check_int, check_sparsity
+from nnc4rl.core.config import ConfigError, check_bits, check_int, check_sparsity
 
 
 class Phase(str, Enum):  # noqa: UP042 (kept: StrEnum would change str() of a member)

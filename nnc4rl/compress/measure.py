@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from nnc4rl.quant import weight_scale
-from nnc4rl.size import network_size
+from nnc4rl.compress.quant import weight_scale
+from nnc4rl.compress.size import network_size
 
 # Layers that are compressed but never deployed: SAC's log_std head only serves exploration.
 NOT_DEPLOYED = ("actor.log_std.",)

@@ -20,18 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnc4rl import schema, stats
-from nnc4rl.config import ConfigError, apply_overrides, default_hyperparams
-from nnc4rl.profiles import FIGURES, Group, Profile, _as_envs, load_profile
-from nnc4rl.schema import point_bits
-from nnc4rl.store import RunStore, data_root, run_id, run_key
+from nnc4rl.core.config import ConfigError, apply_overrides, default_hyperparams
+from nnc4rl.runs import schema
+from nnc4rl.runs.profiles import FIGURES, Group, Profile, _as_envs, load_profile
+from nnc4rl.runs.schema import point_bits
+from nnc4rl.runs.store import RunStore, data_root, run_id, run_key
+from nnc4rl.study import stats
 
 VARIANTS = ("dense", "quantized only", "pruned", "pruned + quantized")
 META = ("figure", "group", "algo", "env", "arch", "seed", "sparsity", "quantized", "bits", "T")
 
 
 def variant(sparsity: float, point: str, bits: int = 8) -> str:
-    """The paper's name of an evaluation point (:func:`nnc4rl.schema.variant`)."""
+    """The paper's name of an evaluation point (:func:`nnc4rl.runs.schema.variant`)."""
     return schema.variant(sparsity, point, bits)
 
 
@@ -72,7 +73,7 @@ class StoredRun:
 
 def expected_run_ids(prof: Profile) -> dict[str, str]:
     """``{run id: group name}`` of every run ``prof`` asks for, computed from the YAML alone
-    (hyperparameters by :meth:`Group.hyperparameters`, ids by :func:`nnc4rl.store.run_id`)."""
+    (hyperparameters by :meth:`Group.hyperparameters`, ids by :func:`nnc4rl.runs.store.run_id`)."""
     out: dict[str, str] = {}
     for g in prof.groups:
         hyper = {arch: g.hyperparameters(arch) for arch in g.archs}
@@ -131,7 +132,7 @@ def _finished(
     profile: str, figure: str | None, envs: str | list[str] | None, data
 ) -> list[StoredRun]:
     """Every finished run folder under ``data/runs/<profile>/`` (of ``figure`` / ``envs``), read
-    and checked (:func:`nnc4rl.schema.validate_run_folder`), flagged ``current`` or stale.
+    and checked (:func:`nnc4rl.runs.schema.validate_run_folder`), flagged ``current`` or stale.
 
     :raises CorruptRunError: one line naming the first damaged folder (a sweep recomputes it).
     """
@@ -293,7 +294,7 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     ``n_paired`` (seeds that also have a dense run), ``dense_paired_mean`` (the dense return over
     those seeds), ``diff_vs_dense`` (mean same-seed difference to dense) with its Student-t
     interval ``diff_t95_low`` / ``diff_t95_high``, ``norm_vs_dense`` (mean of the per-seed
-    normalised return ``1 + (x - dense) / |dense|``, see :func:`nnc4rl.stats.normalize_to_reference`);
+    normalised return ``1 + (x - dense) / |dense|``, see :func:`nnc4rl.study.stats.normalize_to_reference`);
     the mean size columns ``params``, ``nnz``, ``measured_sparsity``, ``eval_bits`` (32: fp32),
     ``compressed_bytes``, ``nominal_ratio``, ``real_ratio``. The dense reference is the
     ``finetune_end`` point of the sparsity-0 runs (the dense row's own paired columns are NaN).

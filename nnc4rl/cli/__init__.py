@@ -1,0 +1,41 @@
+"""The ``nnc4rl`` command: ``train``, ``export`` and ``sweep`` (``nnc4rl CMD --help``).
+
+Layer 5, the top. Owns: argument parsing, one module per subcommand (:mod:`.train`,
+:mod:`.export`, :mod:`.sweep`; shared argument types in :mod:`.types`); each calls the layer
+that does the work. Bad input is one error line and exit status 2.
+
+May import: every layer; nothing below imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nnc4rl.cli import export, sweep, train
+from nnc4rl.cli.types import Parser
+from nnc4rl.core.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="nnc4rl", description="Compress SB3 RL agents: pruning + QAT.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in (train, export, sweep):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nnc4rl`` command; returns the exit status (2 on bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"nnc4rl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""argparse pieces every subcommand shares: one error line and exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+
+from nnc4rl.core.config import ConfigError, check_bits, check_sparsity
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with bad input reported as one line and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def fraction(text: str) -> float:
+    try:
+        return check_sparsity(float(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1)") from None
+
+
+def bits(text: str) -> int:
+    try:
+        return check_bits(int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 2..8") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)

@@ -1,0 +1,65 @@
+"""The environments every layer plays: building them, and the paired evaluation episodes.
+
+*Paired evaluation.* Every evaluation plays the same episodes: episode ``i`` starts from a reset
+with seed :func:`evaluation_seeds` ``(seed, n)[i]``, so a network's score does not depend on what
+was evaluated before, and all points of a run, runs of the same seed and the exported policies
+of a run compare paired (episode by episode).
+
+gymnasium, ale-py and SB3's env helpers are imported inside the functions: importing this module
+costs nothing.
+"""
+
+from __future__ import annotations
+
+from nnc4rl.core.config import ConfigError
+
+EVAL_SEED_OFFSET = 10_000
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether ``env_id`` is a registered ALE (Atari) id; raises ``ConfigError`` if unknown."""
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        raise ConfigError(f"env={env_id!r} is not a registered gymnasium environment") from None
+    return "ale_py" in str(spec.entry_point)
+
+
+def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """Reset seed of each evaluation episode of a run of ``seed``: the same at every evaluation
+    and for every run of that seed, so all evaluations are paired comparisons."""
+    return [seed + EVAL_SEED_OFFSET + i for i in range(episodes)]
+
+
+def make_envs(env_id: str, seed: int = 0, n_envs: int = 1):
+    """Training and evaluation VecEnvs of a run of ``seed`` on ``env_id``. Atari: the standard DQN
+    preprocessing and 4-frame stack; its evaluation env plays whole games (no life-loss terminal)
+    with unclipped rewards.
+
+    :param n_envs: parallel training envs (the evaluation env is always one).
+    """
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    if is_atari(env_id):
+        train = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed), 4)
+        evaluation = VecFrameStack(
+            make_atari_env(
+                env_id,
+                n_envs=1,
+                seed=seed + EVAL_SEED_OFFSET,
+                wrapper_kwargs={"terminal_on_life_loss": False, "clip_reward": False},
+            ),
+            4,
+        )
+    else:
+        train = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+        evaluation = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+    return train, evaluation

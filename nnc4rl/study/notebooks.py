@@ -1,0 +1,54 @@
+"""Executed notebooks as files that only change when their results do.
+
+papermill writes timestamps, durations, paths and a random id for the cell it injects into every
+executed notebook; :func:`strip_volatile` removes them, so a second ``make reproduce`` of the same
+data leaves the committed ``notebooks/executed/<profile>/*.ipynb`` byte-identical.
+
+``python -m nnc4rl.study.notebooks FILE [FILE ...]`` rewrites the files in place.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+from nnc4rl.core.atomic import write_atomic
+
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
+
+
+def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without execution timestamps, durations, papermill's run record (its
+    ``parameters`` are kept) and with a fixed id for papermill's injected cell."""
+    run = nb.metadata.get("papermill")
+    if run is not None:
+        nb.metadata["papermill"] = {"parameters": run.get("parameters", {})}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if INJECTED_TAG in cell.metadata.get("tags", []):
+            cell["id"] = INJECTED_TAG
+    return nb
+
+
+def strip_file(path: str | Path) -> bool:
+    """Rewrite the notebook at ``path`` with :func:`strip_volatile`; True if it changed."""
+    path = Path(path)
+    text = path.read_text()
+    new = nbformat.writes(strip_volatile(nbformat.reads(text, as_version=4))) + "\n"
+    if new == text:
+        return False
+    write_atomic(path, new)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name in sys.argv[1:] if argv is None else argv:
+        strip_file(name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

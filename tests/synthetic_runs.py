@@ -56,14 +56,19 @@ def synthetic_runs(
     controls_at: tuple[float, ...] = (),
     int4_at: tuple[float, ...] = (),
     ptq: bool = False,
+    dense_long: bool = True,
     rng_seed: int = 0,
 ) -> pd.DataFrame:
     """Rows like ``nnc4rl.study.results.load_runs``: seed ``k`` returns ``dense + luck_k`` minus
     ``loss(s) * dense`` when pruned to ``s``, plus ``qat_gain * dense`` after QAT and
     ``extra_gain * dense`` after the equal-length fine-tuning; each point adds ``noise``.
     Control runs (``controls_at``: equal length; ``int4_at``: 4-bit QAT) are in groups of their
-    own, as in the profiles."""
+    own, as in the profiles; ``dense_long`` adds the equal-length control at sparsity 0 (dense
+    fp32 trained 1.2 T, the reference of every 1.2 T point)."""
     rng = np.random.default_rng(rng_seed)
+    long_rng = np.random.default_rng(
+        rng_seed + 1
+    )  # the dense 1.2 T arm leaves rng's draws as they were
     luck = rng.normal(0, seed_sd, seeds)
     rows = []
     for s in sparsities:
@@ -82,13 +87,13 @@ def synthetic_runs(
             if ptq:
                 rows.append(_row(base, "ptq8", 8, s, noisy(at_t)))
                 rows.append(_row(base, "ptq4", 8, s, noisy(at_t - 0.2 * dense)))
-            if s in controls_at:
+            if s in controls_at or (s == 0 and dense_long):
                 ctl = dict(base, run_id=base["run_id"] + "-ft", quantized=False, bits=32,
                            extra_finetune=True, group=f"{group}-equal-length")  # fmt: skip
                 rows.append(_row(ctl, "finetune_end", 32, s, fp32 + 0.5))  # same training to T
-                rows.append(
-                    _row(ctl, "extra_finetune_end", 32, s, noisy(at_t + extra_gain * dense))
-                )
+                long = at_t + extra_gain * dense
+                long += rng.normal(0, noise) if s in controls_at else long_rng.normal(0, noise)
+                rows.append(_row(ctl, "extra_finetune_end", 32, s, long))
             if s in int4_at:
                 q4 = dict(base, run_id=base["run_id"] + "-q4", bits=4, group=f"{group}-int4")
                 rows.append(_row(q4, "finetune_end", 4, s, fp32 - 0.5))

@@ -57,16 +57,16 @@ def test_sparsity_returns_draws_every_seed_and_t_intervals():
     runs = synthetic_runs(seeds=4, sparsities=(0.0, 0.5, 0.9), controls_at=(0.9,))
     fig = plots.sparsity_returns(runs, "Figure 4 (mini profile: T = 1,000, 4 seed(s))")
     ax = fig.axes[0]
-    # one point per run and evaluation point (the control's repeated T point is not drawn twice)
-    n_points = 4 * (3 * 2 + 1)
+    # one point per run and evaluation point (a control's repeated T point is not drawn twice):
+    # 3 sparsities x (T, QAT) + the control at 0.9 + dense fine-tuned to 1.2 T, for 4 seeds
+    n_points = 4 * (3 * 2 + 1 + 1)
     assert (
         sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
         == n_points
     )
     labels = [t.get_text() for t in ax.get_legend().texts]  # one legend, beside panel 1
-    assert {"pruned", "pruned + quantized", "dense", "quantized only", "pruned, 1.2 T"} <= set(
-        labels
-    )
+    assert {"pruned", "pruned + quantized", "dense", "quantized only", "pruned, 1.2 T",
+            "dense, 1.2 T"} <= set(labels)  # fmt: skip
     # error bars of the pruned line span the t interval of its seeds at 0.5
     seg = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     spans = {tuple(np.round(sorted(s[:, 1]), 6)) for c in seg for s in c.get_segments()}

@@ -46,16 +46,29 @@ def test_smoke_touches_every_code_path():
 
 def test_mini_is_the_cpu_study():
     """The issue's study: HalfCheetah, T = 1e5, 5 seeds, dense + the paper's sparsities with
-    8-bit QAT, and the controls (equal length, 4-bit QAT) at 0.9 and 0.98 with the same seeds."""
+    8-bit QAT, and the controls (equal length, 4-bit QAT) at 0.9 and 0.98 with the same seeds; the
+    equal-length control also at sparsity 0 (dense fp32 trained 1.2 T, the reference of every
+    1.2 T point). A dense Hopper pilot (2 seeds, 4e5 steps, evaluated every 1e4) chooses the
+    Hopper study's T."""
     main, equal, qat4 = load_profile("mini").select("fig4")
     assert (main.envs, main.T, main.seeds) == (("HalfCheetah-v4",), 100_000, 5)
     assert main.sparsities == (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
     assert main.quantize and main.bits == 8 and not main.label
     assert equal.extra_finetune and not equal.quantize and qat4.quantize and qat4.bits == 4
+    assert set(equal.sparsities) == {0.0, 0.9, 0.98} and set(qat4.sparsities) == {0.9, 0.98}
     for control in (equal, qat4):
-        assert set(control.sparsities) == {0.9, 0.98}
         assert (control.envs, control.T, control.seeds) == (main.envs, main.T, main.seeds)
         assert control.overrides == main.overrides  # same evaluation: paired with the main runs
+    (pilot,) = load_profile("mini").select("pilot")
+    assert (pilot.envs, pilot.T, pilot.seeds, pilot.sparsities) == (
+        ("Hopper-v4",),
+        400_000,
+        2,
+        (0.0,),
+    )
+    assert (
+        not pilot.quantize and not pilot.extra_finetune and pilot.overrides["eval_freq"] == 10_000
+    )
 
 
 # -- validation: every typo is one ConfigError line naming the value and what is allowed -------

@@ -53,7 +53,13 @@ def test_figure_reading_follows_the_data():
     text = "\n".join(lines)
     assert lines[0].startswith("Definition:")
     pq = next(line for line in lines if line.strip().startswith("pruned + quantized vs dense"))
-    assert "without loss at 0.5, 0.8, 0.9" in pq and "loss at 0.95, 0.98, 0.99" in pq
+    assert pq.strip().startswith("pruned + quantized vs dense, 1.2 T (paired)")  # equal length
+    for s in (0.5, 0.8, 0.9):
+        assert f"{s:g}: without loss (no loss larger than " in pq
+    for s in (0.95, 0.98, 0.99):
+        assert re.search(rf"{s:g}: loss \(no loss larger than (2\d|3\d)\.\d % \(95 %\)\)", pq)
+    paper = next(line for line in lines if "the paper's comparison, pruned + quantized" in line)
+    assert "without loss at 0.5, 0.8, 0.9" in paper and "loss at 0.95, 0.98, 0.99" in paper
     assert "Every sparsity up to 0.9 is without loss" in text
     # a failing low sparsity caps the reading even when higher ones pass
     runs = synthetic_runs(sparsities=SPARSITIES, seeds=5, seed_sd=100.0, noise=3.0,
@@ -104,10 +110,11 @@ def test_claims_follow_the_data():
     assert cheetah["verdict"] == HOLDS and "5 seeds" in cheetah["ours"]
     assert _verdict(table, "prune and quantize up to 98 %")["verdict"] == NOT_AT_SCALE
     assert _verdict(table, "CNN DQN: prune")["verdict"] == NOT_AT_SCALE
+    # QAT's gain is what the same 0.2 T of fine-tuning gives: equal length sees none
     usual = _verdict(table, "quantization + pruning usually")
-    assert usual["verdict"] == HOLDS and "the equal-length row controls" in usual["why"]
-    control = _verdict(table, "... and still does")
-    assert control["verdict"] == UNDECIDED and "contains 0" in control["why"]
+    assert usual["verdict"] == UNDECIDED and "contains 0" in usual["why"]
+    paper = _verdict(table, "... the paper's comparison: against pruning at T")
+    assert paper["verdict"] == HOLDS and "the row above compares equal lengths" in paper["why"]
     # HalfCheetah at 80 % with a loss: the claim does not hold
     lossy = synthetic_runs(
         sparsities=SPARSITIES, seeds=5, noise=3.0, loss=lambda s: 0.2 * (s >= 0.8)
@@ -144,8 +151,8 @@ def test_beats_dense_claim(gain, verdict):
     row = _verdict(claims.claims_table(runs, {"fig4": ""}), "which leads to better")
     assert row["verdict"] == verdict
     # "ours" names the settings that are significantly better, the ones the reason names
-    named = re.match(r"significantly better at (\d+) of \d+ settings( \(sparsity ([\d., ]+)\))?;",
-                     row["ours"])  # fmt: skip
+    named = re.match(r"significantly better at (\d+) of \d+ settings( \(sparsity ([\d., ]+)\))? "
+                     r"\(paired t-tests, Holm-corrected\)$", row["ours"])  # fmt: skip
     assert named and (int(named[1]) > 0) == (verdict == HOLDS)
     if verdict == HOLDS:
         assert f"run at sparsity {named[3]} in " in row["why"]
@@ -176,8 +183,10 @@ def test_a_partial_study_reads_as_not_measurable_yet():
     assert "not measurable yet" in text and "No sparsity is without loss" not in text
     assert "(HalfCheetah-v4" not in text and "4 seeds)" in text
     table = claims.claims_table(runs, {"fig4": ""})
-    row = _verdict(table, "quantization + pruning usually")
+    row = _verdict(table, "... the paper's comparison: against pruning at T")
     assert row["verdict"] == NOT_AT_SCALE and row["ours"] == "2 paired settings so far, 1 seed each"
+    row = _verdict(table, "quantization + pruning usually")  # no equal-length control run at all
+    assert row["verdict"] == NOT_AT_SCALE and row["ours"] == "no pruned, 1.2 T runs"
 
 
 def test_pooled_gain_pools_only_a_balanced_block():
@@ -209,3 +218,9 @@ def test_beats_dense_rarely_holds_without_an_effect():
                                          rng_seed=100 * i + j) for j, e in enumerate(envs)])  # fmt: skip
         holds += claims._beats_claim(claim, runs, {"fig4": ""}, readings.TOLERANCE)[1] == HOLDS
     assert holds <= 4  # Holm keeps the family-wise rate at 5 %: about 2 of 40
+
+
+def test_loss_bound_says_how_much_loss_the_data_rule_out():
+    assert readings.loss_bound(0.0731) == "no loss larger than 7.3 % (95 %)"
+    assert readings.loss_bound(0.0) == "no loss (the 95 % interval is above 0)"
+    assert readings.loss_bound(math.nan) == "no bound"

@@ -22,7 +22,7 @@ def _one(summary: pd.DataFrame, variant: str, sparsity: float) -> pd.Series:
 def test_student_t_interval_over_seeds():
     runs = synthetic_runs(seeds=5)
     summary = results.summarize(runs)
-    for (variant, s), g in runs.groupby(["variant", "sparsity"]):
+    for (variant, s), g in results._main_run_rows(runs).groupby(["variant", "sparsity"]):
         row = _one(summary, variant, s)
         x = g.sort_values("seed")["return_mean"].to_numpy()
         assert row["n_seeds"] == 5 and row["mean"] == pytest.approx(x.mean())
@@ -36,7 +36,8 @@ def test_paired_columns_use_the_same_seeds_dense_run():
     # unpaired intervals of the two means overlap
     runs = synthetic_runs(seeds=5, seed_sd=100.0, noise=3.0, loss=lambda s: 0.1 * (s >= 0.9))
     summary = results.summarize(runs)
-    dense = runs[(runs["variant"] == "dense")].set_index("seed")["return_mean"]
+    dense = runs[(runs["variant"] == "dense") & ~runs["extra_finetune"]]
+    dense = dense.set_index("seed")["return_mean"]
     pruned = runs[(runs["variant"] == "pruned") & (runs["sparsity"] == 0.9)]
     d = pruned.set_index("seed")["return_mean"] - dense
     row = _one(summary, "pruned", 0.9)
@@ -49,6 +50,42 @@ def test_paired_columns_use_the_same_seeds_dense_run():
     assert row["dense_paired_mean"] == pytest.approx(dense.mean())
     assert math.isnan(dense_row["diff_vs_dense"])  # the reference is not compared with itself
     assert not math.isnan(_one(summary, "quantized only", 0.0)["diff_vs_dense"])
+
+
+def test_a_network_trained_1_2_T_is_compared_with_dense_trained_as_long():
+    # QAT gains 3 % of dense, so does dense trained on to 1.2 T: equal length shows no gain,
+    # the paper's comparison (against dense at T) shows the head start
+    runs = synthetic_runs(seeds=5, seed_sd=100.0, noise=3.0, qat_gain=0.03, extra_gain=0.03)
+    summary = results.summarize(runs)
+    by_seed = {v: runs[(runs["variant"] == v) & (runs["sparsity"] == s) & ~(
+        (v == "dense") & runs["extra_finetune"])].set_index("seed")["return_mean"]
+        for v, s in (("dense", 0.0), ("dense, 1.2 T", 0.0), ("pruned + quantized", 0.9))}  # fmt: skip
+    row = _one(summary, "pruned + quantized", 0.9)
+    assert row["reference"] == "dense, 1.2 T" and row["n_paired"] == 5
+    equal = by_seed["pruned + quantized"] - by_seed["dense, 1.2 T"]
+    paper = by_seed["pruned + quantized"] - by_seed["dense"]
+    assert row["diff_vs_dense"] == pytest.approx(equal.mean())
+    assert (row["diff_t95_low"], row["diff_t95_high"]) == pytest.approx(stats.t_interval(equal))
+    assert row["dense_paired_mean"] == pytest.approx(by_seed["dense, 1.2 T"].mean())
+    assert row["paper_diff_vs_dense"] == pytest.approx(paper.mean()) and row["paper_n_paired"] == 5
+    assert (
+        row["paper_diff_t95_low"] > 0 > row["diff_t95_low"]
+    )  # the head start, gone at equal length
+    assert row["max_loss"] == pytest.approx(-row["diff_t95_low"] / abs(row["dense_paired_mean"]))
+    pruned = _one(summary, "pruned", 0.9)  # at T: against dense at T, both comparisons agree
+    assert (
+        pruned["reference"] == "dense" and pruned["diff_vs_dense"] == pruned["paper_diff_vs_dense"]
+    )
+    assert math.isnan(_one(summary, "dense, 1.2 T", 0.0)["diff_vs_dense"])  # the reference itself
+    without = results.summarize(synthetic_runs(seeds=5, dense_long=False))
+    assert _one(without, "pruned + quantized", 0.9)["n_paired"] == 0  # no reference as long
+
+
+def test_max_loss_is_the_interval_lower_bound_in_units_of_dense():
+    assert results.max_loss(-30.0, 600.0) == pytest.approx(0.05)
+    assert results.max_loss(-30.0, -600.0) == pytest.approx(0.05)  # |dense| scales it
+    assert results.max_loss(5.0, 600.0) == 0.0  # the interval excludes any loss
+    assert math.isnan(results.max_loss(math.nan, 600.0)) and math.isnan(results.max_loss(-1.0, 0.0))
 
 
 def test_one_seed_has_no_interval():

@@ -27,6 +27,7 @@ from nnc4rl.study.readings import (
     fmt_ratio,
     fmt_values,
     is_pipeline_check,
+    loss_bound,
     pct_interval,
     pooled_gain,
     verdicts_of,
@@ -84,11 +85,13 @@ CLAIMS = (
           "without_loss", "fig6", "impala-authors", ATARI, 0.95),
     Claim("ResNet DQN, Pong and Tutankham: up to 98 %", "98 %, 200x", "without_loss", "fig6",
           "impala-authors", PONG_TUT, 0.98),
-    Claim("quantization + pruning usually slightly outperforms pruning", "no number", "beats",
-          reference="pruned"),
-    Claim("... and still does against pruning trained equally long (1.2 T, no QAT): the control "
-          "the paper lacks", "no number", "beats", reference="pruned, 1.2 T"),
-    Claim("which leads to better results even in comparison to the dense model", "no number",
+    Claim("quantization + pruning usually slightly outperforms pruning (against pruning trained "
+          "as long: 1.2 T without QAT)", "no number", "beats", reference="pruned, 1.2 T"),
+    Claim("... the paper's comparison: against pruning at T, trained 0.2 T less", "no number",
+          "beats", reference="pruned"),
+    Claim("which leads to better results even in comparison to the dense model (dense fp32 "
+          "trained as long: 1.2 T)", "no number", "beats_dense", reference="dense, 1.2 T"),
+    Claim("... the paper's comparison: against dense at T, trained 0.2 T less", "no number",
           "beats_dense", reference="dense"),
 )  # fmt: skip
 
@@ -126,11 +129,16 @@ def _without_loss_claim(
             continue
         r = e[(e["variant"] == "pruned + quantized") & np.isclose(e["sparsity"], claim.sparsity)]
         r = r.iloc[0]
+        if r["n_paired"] == 0:
+            per_env[env] = NOT_AT_SCALE
+            ours.append(f"{short}: no {r['reference']} run stored")
+            why.append(f"{short}: no dense fp32 run trained as long ({r['reference']}) is stored")
+            continue
         scale = abs(r["dense_paired_mean"]) or np.nan
         rel, lo, hi = (r[k] / scale for k in ("diff_vs_dense", "diff_t95_low", "diff_t95_high"))
-        ours.append(f"{short}: {rel:+.1%} of dense {pct_interval(lo, hi)}"
-                    f", {count(r['n_paired'], 'seed')}, nominal {fmt_ratio(r['nominal_ratio'])}, real "
-                    f"{fmt_ratio(r['real_ratio'])}")  # fmt: skip
+        ours.append(f"{short}: {rel:+.1%} of {r['reference']} {pct_interval(lo, hi)}, "
+                    f"{loss_bound(r['max_loss'])}, {count(r['n_paired'], 'seed')}, nominal "
+                    f"{fmt_ratio(r['nominal_ratio'])}, real {fmt_ratio(r['real_ratio'])}")  # fmt: skip
         # A measured loss decides the claim even while other sparsities still lack seeds.
         if (upto == LOSS).any():
             per_env[env] = FAILS
@@ -172,7 +180,7 @@ def _beats_claim(
     skipped = sorted(set(runs["figure"]) - set(usable["figure"]))
     note = f" ({', '.join(skipped)}: pipeline check, left out)" if skipped else ""
     if c.empty:
-        ours = "pipeline check only" if skipped else "not run"
+        ours = "pipeline check only" if usable.empty and skipped else f"no {claim.reference} runs"
         why = f"no paired runs of pruned + quantized and {claim.reference}{note}."
         return ours, NOT_AT_SCALE, why
     if c["n"].max() < MIN_SEEDS:
@@ -188,11 +196,10 @@ def _beats_claim(
         rejected = stats.holm(pvalues)
         better = c[rejected & (c["diff"] > 0).to_numpy()]["sparsity"].tolist()
         small = bool((c["high"] < tolerance * c["scale"]).all())
-        best = c.loc[(c["diff"] / c["scale"]).idxmax()]
+        # the largest of many noisy means is no finding: only the corrected tests are reported
         ours = (f"significantly better at {len(better)} of {len(c)} settings"
                 + (f" (sparsity {fmt_values(better)})" if better else "")
-                + f"; largest mean gain {best['diff'] / best['scale']:+.1%} of dense, at sparsity "
-                f"{best['sparsity']:g} ({best['env'].replace('NoFrameskip-v4', '')})")  # fmt: skip
+                + " (paired t-tests, Holm-corrected)")  # fmt: skip
         if better:
             return ours, HOLDS, (f"pruned + quantized beats the same seeds' dense run at sparsity "
                                  f"{fmt_values(better)} in {where} (paired t-tests, Holm-corrected "
@@ -211,7 +218,7 @@ def _beats_claim(
         note += f" ({count(g['left_out'], 'setting')} with fewer seeds not pooled)"
     if claim.reference == "pruned":
         note += (" (against pruned at T, as the paper compares: pruned + quantized trained 0.2 T "
-                 "longer; the equal-length row controls for that)")  # fmt: skip
+                 "longer; the row above compares equal lengths)")  # fmt: skip
     if g["n"] < MIN_SEEDS:
         return ours, NOT_AT_SCALE, (f"fewer than {MIN_SEEDS} seeds common to the settings with "
                                     f"{MIN_SEEDS} or more{note}.")  # fmt: skip

@@ -2,10 +2,15 @@
 
 **Without loss**, defined once and used everywhere (figures 4-6, supplementary tables, claims):
 a compressed setting is *without loss* when the paired (same-seed) difference of its return to
-the dense fp32 return at ``T`` has a Student-t 95 % interval whose lower bound lies above
-``-TOLERANCE x |dense mean|`` (5 %), over at least :data:`MIN_SEEDS` seeds. It shows a *loss* when
-the whole interval lies below that bound, and is *inconclusive* otherwise. It is *not measurable*
-for a pipeline-check group (nothing learns at that T) or with fewer than :data:`MIN_SEEDS` seeds.
+the **dense fp32 return of equal training length** (dense at ``T`` for a network evaluated at
+``T``; dense fine-tuned to ``1.2 T`` for QAT and the equal-length control) has a Student-t 95 %
+interval whose lower bound lies above ``-TOLERANCE x |dense mean|`` (5 %), over at least
+:data:`MIN_SEEDS` seeds. It shows a *loss* when the whole interval lies below that bound, and is
+*inconclusive* otherwise. It is *not measurable* for a pipeline-check group (nothing learns at
+that T), with fewer than :data:`MIN_SEEDS` seeds, or without a dense run trained as long.
+Beside every verdict stands how much the data say: the largest loss the interval leaves possible,
+"no loss larger than X % (95 %)" (:func:`loss_bound`). The paper compares networks trained
+1.2 T with dense trained T; that comparison is printed too, labelled as the paper's.
 
 A claim "up to sparsity S without loss" holds only when every measured sparsity up to S is
 without loss, and fails when any of them shows a loss.
@@ -35,11 +40,23 @@ HOLDS, FAILS, UNDECIDED, NOT_AT_SCALE = (
 def definition(tolerance: float = TOLERANCE) -> str:
     """The operational definition of "without loss", as one printable sentence."""
     return (
-        f"'without loss' = the paired (same-seed) difference to the dense fp32 return at T has a "
-        f"Student-t 95 % interval whose lower bound is above -{tolerance:.0%} of |dense mean| "
+        f"'without loss' = the paired (same-seed) difference to the dense fp32 return of equal "
+        f"training length (dense at T for a network at T, dense fine-tuned to 1.2 T for QAT) has "
+        f"a Student-t 95 % interval whose lower bound is above -{tolerance:.0%} of |dense mean| "
         f"(at least {MIN_SEEDS} seeds); 'loss' = the whole interval is below that bound; "
         f"otherwise 'inconclusive'"
     )
+
+
+def loss_bound(max_loss: float) -> str:
+    """How much loss the data rule out, from a ``max_loss`` fraction
+    (:func:`nnc4rl.study.results.max_loss`): "no loss larger than 7.3 % (95 %)", "no loss (the
+    95 % interval is above 0)", or "no bound" without an interval."""
+    if not np.isfinite(max_loss):
+        return "no bound"
+    if max_loss == 0:
+        return "no loss (the 95 % interval is above 0)"
+    return f"no loss larger than {100 * max_loss:.1f} % (95 %)"
 
 
 def is_pipeline_check(label: str) -> bool:
@@ -166,13 +183,28 @@ def pooled_gain(comparison: pd.DataFrame) -> dict[str, float]:
 
 
 # -- figure readings ------------------------------------------------------------------------
-def verdicts_of(sub: pd.DataFrame, variant: str, pipeline: bool, tolerance: float) -> pd.Series:
+def verdicts_of(sub: pd.DataFrame, variant: str, pipeline: bool, tolerance: float,
+                paper: bool = False) -> pd.Series:  # fmt: skip
+    """Verdict per sparsity (> 0) of one variant of a :func:`nnc4rl.study.results.summarize` table.
+
+    :param paper: against dense at T whatever the variant's length (the paper's comparison),
+        instead of the dense network trained as long.
+    """
     rows = sub[(sub["variant"] == variant) & (sub["sparsity"] > 0)].sort_values("sparsity")
-    return pd.Series(
-        [loss_verdict(r["n_paired"], r["diff_t95_low"], r["diff_t95_high"],
-                      r["dense_paired_mean"], pipeline, tolerance) for _, r in rows.iterrows()],
-        index=rows["sparsity"].to_numpy(), dtype=object,
-    )  # fmt: skip
+    return pd.Series([_verdict(r, pipeline, tolerance, paper) for _, r in rows.iterrows()],
+                     index=rows["sparsity"].to_numpy(), dtype=object)  # fmt: skip
+
+
+def _verdict(r: pd.Series, pipeline: bool, tolerance: float, paper: bool = False) -> str:
+    pre = "paper_" if paper else ""
+    return loss_verdict(r[f"{pre}n_paired"], r[f"{pre}diff_t95_low"], r[f"{pre}diff_t95_high"],
+                        r[f"{pre}dense_paired_mean"], pipeline, tolerance)  # fmt: skip
+
+
+def _details(rows: pd.DataFrame, pipeline: bool, tolerance: float) -> str:
+    """``0.5: inconclusive (no loss larger than 8.2 % (95 %)); 0.7: ...`` over ``rows``."""
+    return "; ".join(f"{r['sparsity']:g}: {_verdict(r, pipeline, tolerance)} "
+                     f"({loss_bound(r['max_loss'])})" for _, r in rows.iterrows())  # fmt: skip
 
 
 def without_loss_up_to(verdicts: pd.Series) -> float | None:
@@ -226,20 +258,35 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                 out.append(f"  pruned + quantized ranges from {pq['mean'].min():.1f} to "
                            f"{pq['mean'].max():.1f} over sparsities {fmt_values(pq['sparsity'])}.")  # fmt: skip
             continue
-        variants = [v for v in dict.fromkeys(sub["variant"]) if v != "dense"]
+        variants = [v for v in dict.fromkeys(sub["variant"]) if v not in ("dense", "dense, 1.2 T")]
+        long_dense = sub[(sub["variant"] == "dense, 1.2 T") & (sub["sparsity"] == 0)]
+        if not long_dense.empty:
+            r = long_dense.iloc[0]
+            out.append(f"  dense fp32 fine-tuned to 1.2 T (the reference of every 1.2 T point): "
+                       f"{r['mean']:.1f} ({count(r['n_seeds'], 'seed')}).")  # fmt: skip
         order = ["quantized only", "pruned + quantized", "pruned"]
         for v in [*[o for o in order if o in variants], *[v for v in variants if v not in order]]:
             rows = sub[sub["variant"] == v].sort_values("sparsity")
-            if v == "quantized only" or (rows["sparsity"] == 0).all():
+            ref = rows["reference"].iloc[0]
+            if rows["n_paired"].max() == 0:
+                out.append(f"  {v}: not measurable against {ref} (no {ref} run of these seeds is "
+                           "stored: the dense network of equal training length).")  # fmt: skip
+            elif v == "quantized only" or (rows["sparsity"] == 0).all():
                 r = rows.iloc[0]
-                verdict = loss_verdict(r["n_paired"], r["diff_t95_low"], r["diff_t95_high"],
-                                       r["dense_paired_mean"], pipeline, tolerance)  # fmt: skip
-                out.append(f"  {v} vs dense (paired): {r['diff_vs_dense']:+.1f} "
-                           f"{_fmt_interval(r['diff_t95_low'], r['diff_t95_high'])}: {verdict}.")  # fmt: skip
-                continue
-            verdicts = verdicts_of(sub, v, pipeline, tolerance)
-            out.append(f"  {v} vs dense (paired): {_verdict_list(verdicts)}.")
+                out.append(f"  {v} vs {ref} (paired): {r['diff_vs_dense']:+.1f} "
+                           f"{_fmt_interval(r['diff_t95_low'], r['diff_t95_high'])}: "
+                           f"{_verdict(r, pipeline, tolerance)}; {loss_bound(r['max_loss'])}.")  # fmt: skip
+            else:
+                out.append(f"  {v} vs {ref} (paired): {_details(rows, pipeline, tolerance)}.")
+            if ref != "dense":  # the paper's own comparison, trained 0.2 T longer than dense
+                if (rows["sparsity"] > 0).any():
+                    paper = _verdict_list(verdicts_of(sub, v, pipeline, tolerance, paper=True))
+                else:
+                    paper = _verdict(rows.iloc[0], pipeline, tolerance, paper=True)
+                out.append(f"  (the paper's comparison, {v} at 1.2 T vs dense at T, unequal "
+                           f"length: {paper}.)")  # fmt: skip
             if v == "pruned + quantized":
+                verdicts = verdicts_of(sub, v, pipeline, tolerance)
                 up_to = without_loss_up_to(verdicts)
                 lowest = verdicts.sort_index()
                 if up_to is not None:
@@ -248,9 +295,12 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                                f"{fmt_ratio(r['nominal_ratio'])} (the paper's formula at the measured "
                                f"sparsity of the saved weights), real stored ratio "
                                f"{fmt_ratio(r['real_ratio'])}.")  # fmt: skip
+                elif rows["n_paired"].max() == 0:
+                    pass  # said above: no reference of equal length
                 elif lowest.empty or lowest.iloc[0] == NOT_MEASURABLE:
                     out.append("  Whether pruned + quantized is without loss is not measurable "
-                               f"yet: fewer than {MIN_SEEDS} paired seeds at its lowest sparsity"
+                               f"yet: fewer than {MIN_SEEDS} paired seeds of it and {ref} at its "
+                               f"lowest sparsity"
                                f"{'' if lowest.empty else f' ({lowest.index[0]:g})'}.")  # fmt: skip
                 elif (verdicts == WITHOUT_LOSS).any():
                     # higher sparsities may pass, but "without loss up to X" needs every lower one
@@ -259,11 +309,12 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                 else:
                     out.append("  No sparsity is without loss for pruned + quantized, not even "
                                f"the lowest ({lowest.index[0]:g}: {lowest.iloc[0]}).")  # fmt: skip
-        for ref in ("pruned", "pruned, 1.2 T"):
+        for ref, note in (("pruned, 1.2 T", "equal length"),
+                          ("pruned", "the paper's comparison: pruned trained 0.2 T less")):  # fmt: skip
             c = compare(runs[(runs["env"] == env) & (runs["arch"] == arch) & (runs["T"] == T)],
                         "pruned + quantized", ref)  # fmt: skip
             if not c.empty:
-                out.append(f"  pruned + quantized vs {ref} (paired): {_gain_list(c)}.")
+                out.append(f"  pruned + quantized vs {ref} (paired, {note}): {_gain_list(c)}.")
     return out
 
 
@@ -297,6 +348,7 @@ __all__ = [
     "figure_labels",
     "figure_reading",
     "is_pipeline_check",
+    "loss_bound",
     "loss_verdict",
     "per_seed",
     "pooled_gain",

@@ -46,13 +46,16 @@ def _interval(
     return f"{mean:{f}}{unit} [{low:{f}}, {high:{f}}]"
 
 
-def _relative(r: pd.Series) -> str:
-    """The paired difference to dense in % of |dense| with its t-interval."""
-    scale = abs(r["dense_paired_mean"]) / 100 if r["dense_paired_mean"] else np.nan
-    if not np.isfinite(scale) or r["n_paired"] < 1:
+def _relative(r: pd.Series, paper: bool = False) -> str:
+    """The paired difference to dense in % of |dense| with its t-interval (``paper``: against
+    dense at T whatever the length, the paper's comparison)."""
+    pre = "paper_" if paper else ""
+    ref = r[f"{pre}dense_paired_mean"]
+    scale = abs(ref) / 100 if np.isfinite(ref) and ref else np.nan
+    if not np.isfinite(scale) or r[f"{pre}n_paired"] < 1:
         return "n/a"
-    return _interval(r["diff_vs_dense"] / scale, r["diff_t95_low"] / scale,
-                     r["diff_t95_high"] / scale, 1, sign=True, unit=" %")  # fmt: skip
+    return _interval(r[f"{pre}diff_vs_dense"] / scale, r[f"{pre}diff_t95_low"] / scale,
+                     r[f"{pre}diff_t95_high"] / scale, 1, sign=True, unit=" %")  # fmt: skip
 
 
 def _seeds(n: int, r: pd.Series | None) -> str:
@@ -74,23 +77,32 @@ def _markdown(df: pd.DataFrame) -> str:
 
 
 def sparsity_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.DataFrame:
-    """Per sparsity of one env: the main variants' mean return with its Student-t 95 % interval,
-    the QAT network's paired difference to the same seeds' dense run and its verdict (none for
-    a pipeline check), and the stored size of the shipped int8 network."""
+    """Per sparsity of one env: the main variants' mean return with its Student-t 95 % interval;
+    each compressed network's paired difference to the dense fp32 network trained as long
+    (pruned at T vs dense at T; QAT at 1.2 T vs dense fine-tuned to 1.2 T), the QAT network's
+    verdict and the largest loss the data leave possible (none for a pipeline check); the
+    paper's own comparison (QAT at 1.2 T vs dense at T); the stored size of the int8 network."""
     rows = []
     for s, g in summary.groupby("sparsity", sort=True):
         by = {r["variant"]: r for _, r in g.iterrows()}
         qat = by.get(MAIN["QAT int8 at 1.2 T"][s > 0])
+        fp32 = by.get(MAIN["fp32 at T"][s > 0])
         row = {"sparsity": f"{s:g}", "seeds": _seeds(int(g["n_seeds"].max()), qat)}
         for col, names in MAIN.items():
             r = by.get(names[s > 0])
             row[col] = "" if r is None else _interval(r["mean"], r["t95_low"], r["t95_high"])
+        row["pruned - dense, both T"] = "" if fp32 is None or s == 0 else _relative(fp32)
         if qat is None:
-            row |= {"QAT int8 - dense (paired)": "", "verdict": "", "stored bytes": "",
+            row |= {"QAT int8 - dense 1.2 T": "", "verdict": "", "no loss larger than": "",
+                    "paper's: QAT int8 - dense T": "", "stored bytes": "",
                     "ratio real / nominal": ""}  # fmt: skip
         else:
-            row |= {"QAT int8 - dense (paired)": _relative(qat),
+            bound = "" if pipeline_check or not np.isfinite(qat["max_loss"]) else (
+                f"{100 * qat['max_loss']:.1f} %")  # fmt: skip
+            row |= {"QAT int8 - dense 1.2 T": _relative(qat),
                     "verdict": _verdict(qat, pipeline_check),
+                    "no loss larger than": bound,
+                    "paper's: QAT int8 - dense T": _relative(qat, paper=True),
                     "stored bytes": f"{qat['compressed_bytes']:,.0f}",
                     "ratio real / nominal": f"{qat['real_ratio']:.1f}x / "
                                             f"{qat['nominal_ratio']:.1f}x"}  # fmt: skip
@@ -99,13 +111,17 @@ def sparsity_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.Da
 
 
 def controls_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.DataFrame:
-    """Every other variant (the controls: equal-length fine-tuning, 4-bit QAT, 4-bit PTQ) with
-    its paired difference to dense and verdict."""
+    """Every other variant (the controls: equal-length fine-tuning, 4-bit QAT, PTQ, the dense
+    reference at 1.2 T) with its paired difference to the dense network trained as long, its
+    verdict and the largest loss the data leave possible."""
     main = {name for names in MAIN.values() for name in names}
     rest = summary[~summary["variant"].isin(main)]
     rows = [{"variant": r["variant"], "sparsity": f"{r['sparsity']:g}", "seeds": _seeds(int(r["n_seeds"]), r),
              "return": _interval(r["mean"], r["t95_low"], r["t95_high"]),
-             "minus dense (paired)": _relative(r), "verdict": _verdict(r, pipeline_check),
+             "vs": r["reference"] if r["variant"] != r["reference"] else "",
+             "minus it (paired)": _relative(r), "verdict": _verdict(r, pipeline_check),
+             "no loss larger than": (f"{100 * r['max_loss']:.1f} %" if np.isfinite(r["max_loss"])
+                                     and not pipeline_check else ""),
              "stored bytes": f"{r['compressed_bytes']:,.0f}"}
             for _, r in rest.sort_values(["variant", "sparsity"]).iterrows()]  # fmt: skip
     return pd.DataFrame(rows)
@@ -141,6 +157,25 @@ def other_figures(prof: Profile, runs: pd.DataFrame, figure: str) -> str:
         return ""
     return (f"**Other figures.** {'; '.join(parts)}. Their figures and readings are in "
             f"`figures/{prof.name}/` and `notebooks/executed/{prof.name}/`.")  # fmt: skip
+
+
+def equal_length_status(runs: pd.DataFrame) -> str:
+    """One sentence per env on the reference of every 1.2 T point: how many of the dense seeds
+    also have a dense fp32 run fine-tuned to 1.2 T (``""`` when all do)."""
+    parts = []
+    for env, e in runs.groupby("env", sort=True):
+        dense = set(e.loc[(e["variant"] == "dense") & (e["sparsity"] == 0), "seed"])
+        long = set(e.loc[e["variant"] == "dense, 1.2 T", "seed"])
+        if dense - long:
+            parts.append(f"{env}: {len(long & dense)} of the {len(dense)} dense seeds")
+    if not parts:
+        return ""
+    return (
+        "**Equal-length reference.** A QAT network trains 1.2 T, so its verdict compares it "
+        "with dense fp32 fine-tuned to 1.2 T, of the same seeds; stored so far: "
+        f"{'; '.join(parts)}. Where it is missing the verdict is 'not measurable' and only the "
+        "paper's comparison (against dense at T, 0.2 T shorter) is shown, in its own column."
+    )
 
 
 def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> str:
@@ -193,6 +228,8 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
         "",
     ]
     check = is_pipeline_check(labels.get(figure, ""))
+    if line := equal_length_status(fig_runs):
+        out += [line, ""]
     for env, e in summarize(fig_runs).groupby("env", sort=True):
         out += [f"*{env}*", "", _markdown(sparsity_table(e, check)), ""]
         controls = controls_table(e, check)

@@ -280,9 +280,28 @@ def _main_run_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = [*SUMMARY_KEYS, "group", "n_seeds", "mean", "std", "t95_low", "t95_high",
-                   "n_paired", "dense_paired_mean", "diff_vs_dense", "diff_t95_low",
-                   "diff_t95_high", "norm_vs_dense", "params", "nnz", "measured_sparsity",
-                   "eval_bits", "compressed_bytes", "nominal_ratio", "real_ratio"]  # fmt: skip
+                   "reference", "n_paired", "dense_paired_mean", "diff_vs_dense", "diff_t95_low",
+                   "diff_t95_high", "norm_vs_dense", "max_loss", "paper_n_paired",
+                   "paper_dense_paired_mean", "paper_diff_vs_dense", "paper_diff_t95_low", "paper_diff_t95_high", "params",
+                   "nnz", "measured_sparsity", "eval_bits", "compressed_bytes", "nominal_ratio",
+                   "real_ratio"]  # fmt: skip
+# Points trained 1.2 T (QAT, the equal-length control) and their dense fp32 reference of equal
+# training length: the sparsity-0 equal-length control's point.
+LONG_POINTS = ("qat_end", "extra_finetune_end")
+REFERENCE_POINT = {False: "finetune_end", True: "extra_finetune_end"}
+
+
+def reference_variant(point: str) -> str:
+    """The dense fp32 variant trained as long as ``point``: "dense" (T) or "dense, 1.2 T"."""
+    return "dense, 1.2 T" if point in LONG_POINTS else "dense"
+
+
+def max_loss(low: float, dense_mean: float) -> float:
+    """The largest loss a paired interval leaves possible, as a fraction of ``|dense_mean|``:
+    ``-low / |dense_mean|``, 0 when the lower bound ``low`` is above 0, NaN without an interval."""
+    if not np.isfinite(low) or not np.isfinite(dense_mean) or dense_mean == 0:
+        return np.nan
+    return max(0.0, -low / abs(dense_mean))
 
 
 def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -291,13 +310,17 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
     Columns: the keys; ``group`` (the run group the rows come from); ``n_seeds``, ``mean``, ``std`` (over seeds, ddof 1) and ``t95_low`` /
     ``t95_high``: the **Student-t** 95 % interval of the mean (NaN with one seed: no interval);
-    ``n_paired`` (seeds that also have a dense run), ``dense_paired_mean`` (the dense return over
-    those seeds), ``diff_vs_dense`` (mean same-seed difference to dense) with its Student-t
-    interval ``diff_t95_low`` / ``diff_t95_high``, ``norm_vs_dense`` (mean of the per-seed
-    normalised return ``1 + (x - dense) / |dense|``, see :func:`nnc4rl.study.stats.normalize_to_reference`);
-    the mean size columns ``params``, ``nnz``, ``measured_sparsity``, ``eval_bits`` (32: fp32),
-    ``compressed_bytes``, ``nominal_ratio``, ``real_ratio``. The dense reference is the
-    ``finetune_end`` point of the sparsity-0 runs (the dense row's own paired columns are NaN).
+    ``reference``: the dense fp32 variant trained as long (:func:`reference_variant`: "dense" at T
+    for points at T, "dense, 1.2 T" for QAT and the equal-length control); ``n_paired`` (seeds
+    that also have that reference), ``dense_paired_mean`` (the reference's return over those
+    seeds), ``diff_vs_dense`` (mean same-seed difference to it) with its Student-t interval
+    ``diff_t95_low`` / ``diff_t95_high``, ``norm_vs_dense`` (mean of the per-seed normalised
+    return ``1 + (x - dense) / |dense|``, see :func:`nnc4rl.study.stats.normalize_to_reference`),
+    ``max_loss`` (:func:`max_loss`: the largest loss the interval leaves possible, a fraction of
+    dense); ``paper_*``: the same against dense at T whatever the point's length (the paper's own
+    comparison; equal to the above for points at T); the mean size columns ``params``, ``nnz``,
+    ``measured_sparsity``, ``eval_bits`` (32: fp32), ``compressed_bytes``, ``nominal_ratio``,
+    ``real_ratio``. A reference row's own paired columns are NaN.
 
     :param runs: :func:`load_runs` rows (stale rows, ``current`` False, are left out).
     :param level: interval coverage (default 95 %; the column names say 95).
@@ -309,10 +332,11 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         df = df.assign(eval_bits=[point_bits(p, b) for p, b in zip(df["point"], df["bits"],
                                                                    strict=True)])  # fmt: skip
     setting = ["figure", "env", "arch", "T"]
-    is_ref = (df["point"] == "finetune_end") & (df["sparsity"] == 0)
-    reference = {
-        k: dict(zip(g["seed"], g["return_mean"], strict=True))
-        for k, g in df[is_ref].groupby(setting, sort=False)
+    dense = df[df["sparsity"] == 0]
+    reference = {  # (point of the reference, setting) -> {seed: return}
+        (point, *k): dict(zip(g["seed"], g["return_mean"], strict=True))
+        for point in REFERENCE_POINT.values()
+        for k, g in dense[dense["point"] == point].groupby(setting, sort=False)
     }
     rows = []
     for k, g in df.groupby(list(SUMMARY_KEYS), sort=True):
@@ -322,12 +346,21 @@ def summarize(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         row: dict[str, Any] = dict(key, group=", ".join(sorted(set(g["group"]))), n_seeds=int(g["seed"].nunique()), mean=float(x.mean()),
                                    std=float(x.std(ddof=1)) if x.size > 1 else np.nan,
                                    t95_low=lo, t95_high=hi)  # fmt: skip
-        ref = reference.get(tuple(key[c] for c in setting), {})
-        own_ref = key["point"] == "finetune_end" and key["sparsity"] == 0
-        p = stats.paired_difference(dict(zip(g["seed"], x, strict=True)), {} if own_ref else ref)
-        row.update(n_paired=p["n"], dense_paired_mean=p["ref_mean"], diff_vs_dense=p["diff"],
-                   diff_t95_low=p["low"], diff_t95_high=p["high"],
-                   norm_vs_dense=p["normalized"])  # fmt: skip
+        where = tuple(key[c] for c in setting)
+        values = dict(zip(g["seed"], x, strict=True))
+        ref_point = REFERENCE_POINT[key["point"] in LONG_POINTS]
+        own_ref = key["sparsity"] == 0 and key["point"] in REFERENCE_POINT.values()
+        p = stats.paired_difference(
+            values, {} if own_ref else reference.get((ref_point, *where), {})
+        )
+        at_T = p if ref_point == "finetune_end" else stats.paired_difference(
+            values, {} if own_ref else reference.get(("finetune_end", *where), {}))  # fmt: skip
+        row.update(reference=reference_variant(key["point"]), n_paired=p["n"],
+                   dense_paired_mean=p["ref_mean"], diff_vs_dense=p["diff"],
+                   diff_t95_low=p["low"], diff_t95_high=p["high"], norm_vs_dense=p["normalized"],
+                   max_loss=max_loss(p["low"], p["ref_mean"]), paper_n_paired=at_T["n"],
+                   paper_dense_paired_mean=at_T["ref_mean"], paper_diff_vs_dense=at_T["diff"], paper_diff_t95_low=at_T["low"],
+                   paper_diff_t95_high=at_T["high"])  # fmt: skip
         row.update(params=int(g["params"].iloc[0]), nnz=float(g["nnz"].mean()),
                    measured_sparsity=float(g["measured_sparsity"].mean()),
                    eval_bits=int(g["eval_bits"].iloc[0]),
@@ -356,7 +389,9 @@ def hyperparameter_table(profile: str) -> dict[int, pd.DataFrame]:
 
     tables = {}
     for group in load_profile(profile).groups:
-        number = {"fig4": 1, "fig5": 2, "fig6": 3}[group.figure]
+        number = {"fig4": 1, "fig5": 2, "fig6": 3}.get(group.figure)
+        if number is None:  # a pilot chooses a T: no supplementary table
+            continue
         hyper = apply_overrides(default_hyperparams(group.algo, group.archs[0]), group.overrides,
                                 SAC if group.algo == "sac" else DQN)  # fmt: skip
         flat = {"algo": group.algo, "network": ", ".join(group.archs), "T (env steps)": group.T,
@@ -389,8 +424,10 @@ def _interval_text(low: float, high: float) -> str:
 def env_table(summary: pd.DataFrame, env: str, arch: str) -> pd.DataFrame:
     """One supplementary table (4-17): per sparsity, for every variant present (the paper's four
     and the controls), the mean return over seeds with its Student-t 95 % interval and the paired
-    difference to the same seeds' dense run with its interval; then parameters, non-zeros and the
-    nominal / real compression ratio of each storage format (fp32 at ``T``, int8 / int4 ...)."""
+    difference to the same seeds' dense run of equal training length (named in the column: dense
+    at T, or dense fine-tuned to 1.2 T for the 1.2 T variants) with its interval; then parameters,
+    non-zeros and the nominal / real compression ratio of each storage format (fp32 at ``T``,
+    int8 / int4 ...)."""
     sub = summary[(summary["env"] == env) & (summary["arch"] == arch)]
     names = [v for v in VARIANTS if v in set(sub["variant"])]
     names += sorted(set(sub["variant"]) - set(names))
@@ -402,8 +439,8 @@ def env_table(summary: pd.DataFrame, env: str, arch: str) -> pd.DataFrame:
             row[name] = r["mean"]
             row[f"{name} 95% t-CI"] = _interval_text(r["t95_low"], r["t95_high"])
             if np.isfinite(r["diff_vs_dense"]):
-                row[f"{name} - dense (paired)"] = r["diff_vs_dense"]
-                row[f"{name} - dense 95% t-CI"] = _interval_text(
+                row[f"{name} - {r['reference']} (paired)"] = r["diff_vs_dense"]
+                row[f"{name} - {r['reference']} 95% t-CI"] = _interval_text(
                     r["diff_t95_low"], r["diff_t95_high"]
                 )
             storage = "fp32" if r["eval_bits"] >= 32 else f"int{r['eval_bits']}"
@@ -415,8 +452,10 @@ def env_table(summary: pd.DataFrame, env: str, arch: str) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     cols = ["sparsity", "seeds"]
+    reference = dict(zip(sub["variant"], sub["reference"], strict=True))
     for v in names:
-        cols += [v, f"{v} 95% t-CI", f"{v} - dense (paired)", f"{v} - dense 95% t-CI"]
+        ref = reference[v]
+        cols += [v, f"{v} 95% t-CI", f"{v} - {ref} (paired)", f"{v} - {ref} 95% t-CI"]
     cols += ["params", "nnz"]
     ratios = sorted((c for c in df.columns if "_ratio_" in c),
                     key=lambda c: (c.split("_")[-1] != "fp32", -_bits_of(c), c))  # fmt: skip

@@ -317,7 +317,7 @@ def test_loader_rejects_nan_overlap_wrong_graph_and_dtype(sac_run, tmp_path, cap
         "nan": ({"edit_blob": nan_bias}, "NaN/Inf"),
         "overlap": ({"edit_header": overlap}, "overlap"),
         "no_tanh": ({"edit_header": no_tanh}, "must end in a linear op then tanh"),
-        "dtype": ({"edit_header": dtype}, "observation dtype 'float16'"),
+        "dtype": ({"edit_header": dtype}, "obs.dtype='float16' is invalid"),
     }
     for name, (edit, message) in cases.items():
         _edit_blob(good, tmp_path / f"{name}.npz", **edit)

@@ -117,8 +117,12 @@ def test_an_artifact_calibrated_with_int8_input_codes_still_runs(sac, tmp_path):
     np.testing.assert_array_equal(c.accumulators(obs), ref.accumulators(obs))
     bad = copy.deepcopy(sac["int"])
     bad.integer["input_bits"] = 12
-    save_artifact(bad, tmp_path / "bad.npz")
-    with pytest.raises(ArtifactError, match="integer.input_bits 12 is invalid: 8 or 16 is allowed"):
+    with pytest.raises(ArtifactError, match="integer.input_bits=12 is invalid: one of 8, 16"):
+        save_artifact(bad, tmp_path / "bad.npz")  # the writer refuses what the reader would
+    assert not (tmp_path / "bad.npz").exists()
+    _rewrite(tmp_path / "v3.npz", tmp_path / "bad.npz", lambda h: h | {
+        "integer": h["integer"] | {"input_bits": 12}})  # fmt: skip
+    with pytest.raises(ArtifactError, match="integer.input_bits=12 is invalid: one of 8, 16"):
         load_artifact(tmp_path / "bad.npz")
     _rewrite(tmp_path / "v3.npz", tmp_path / "v2_16.npz", lambda h: h | {"version": 2})
     with pytest.raises(ArtifactError, match="input_bits is present: format version 2 has none"):

@@ -292,3 +292,43 @@ def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch, 
     assert "  1 unfinished run(s) continue from their checkpoint" in capsys.readouterr().out
     assert started[0].run_id == waiting.run_id
     assert [t.spec.seed for t in started[1:]] == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def test_a_run_lock_is_taken_over_only_when_its_owner_is_dead(tmp_path):
+    from nnc4rl.runs.lock import RunLock
+
+    path = tmp_path / ".run.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nnc4rl.runs.lock import RunLock; "
+         f"assert RunLock({str(path)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(Path.cwd())},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = RunLock(path)
+        assert not lock.acquire()
+        assert lock.owner().startswith(f"pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert path.exists() and lock.acquire()  # the owner died: its lock file is taken over
+    assert lock.owner().startswith(f"pid {os.getpid()} on ")
+    assert not RunLock(path).acquire()  # held by this process now
+    lock.release()
+    assert not path.exists()
+
+
+def test_two_sweeps_on_one_store_never_train_a_run_twice(tmp_path):
+    """Two real ``nnc4rl sweep`` processes started together on one store: each run is trained
+    by exactly one of them (the other skips it while it trains, or reuses it)."""
+    env = os.environ | {"NNC4RL_PROFILES": str(write_tiny(tmp_path / "p", (0.0, 0.5, 0.9)))}
+    procs = [subprocess.Popen(_sweep_argv(tmp_path), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    trained = [int(o[0].split(" run(s) trained")[0].rsplit(": ", 1)[-1]) for o in outs]
+    assert sum(trained) == 3, [o[0] for o in outs]
+    root = tmp_path / "data" / "runs" / "tiny"
+    store = RunStore(root)
+    assert len(store.run_ids()) == 3 and all(store.status(r)[0] == "done" for r in store.run_ids())
+    assert [p.name for p in root.iterdir() if p.name[0] == "." and p.name != ".store-id"] == []

@@ -17,9 +17,15 @@ def register(subparsers) -> None:
         description="Export the compressed SAC actor / DQN Q-network of a run folder (model.zip "
         "or a run-store policy.npz inside), model.zip or artifact .npz. The model must be "
         "quantized (trained with --quantize): its weights must lie on a symmetric int grid. "
-        "Format: nnc4rl/export/FORMAT.md.",
+        "Format: nnc4rl/export/FORMAT.md. Safety: an .npz artifact is data only and is checked "
+        "before use, so one from a stranger is safe to export; a model.zip is SB3's cloudpickle "
+        "format, and loading it runs any code it holds: export only model.zip files you trust.",
     )
-    p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="run folder, model.zip or .npz")
+    p.add_argument(
+        "source",
+        metavar="RUN_DIR_OR_MODEL",
+        help="run folder, model.zip (trusted files only: it is unpickled) or .npz",
+    )
     p.add_argument("--format", required=True, choices=FORMATS, help="npz, onnx or c")
     p.add_argument("--out", required=True, help="output file (for c: PATH.c, and PATH.h beside)")
     p.add_argument("--bits", type=int, default=None, choices=range(2, 9), metavar="B",

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from nnc4rl.core.config import ConfigError, check_bits, check_sparsity
+from nnc4rl.core.config import ConfigError, Parser, check_bits, check_sparsity
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse with bad input reported as one line and exit status 2."""
-
-    def error(self, message: str):  # noqa: D102
-        self.exit(2, f"{self.prog}: error: {message}\n")
+__all__ = ["Parser", "bits", "fraction", "positive_int"]
 
 
 def fraction(text: str) -> float:

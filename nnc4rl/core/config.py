@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import inspect
 from importlib import resources
@@ -18,6 +19,14 @@ POSITIVE_INT_KEYS = {"n_events", "eval_freq", "eval_episodes"}
 
 class ConfigError(ValueError):
     """Bad input from the user: the message is one line naming the value and what is allowed."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with bad input reported as one line (no usage block) and exit status 2: the
+    parser of every command-line entry point."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # -- the one validator of each compression setting (plan, runner, CLI, profiles, pruning) ---------

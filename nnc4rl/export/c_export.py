@@ -33,6 +33,7 @@ import numpy as np
 
 from nnc4rl.core.atomic import write_atomic
 from nnc4rl.export.codec import encode_layer, layer_values, pack_codes
+from nnc4rl.export.header import safe_text
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 DEFAULT_PREFIX = "nnc4rl_policy"
@@ -53,6 +54,14 @@ def _array(ctype: str, name: str, values: np.ndarray, fmt=str, per_line: int = 1
     lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines)
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
+
+
+def _comment(text: object) -> str:
+    """Text from the artifact as it may appear inside a C comment: the loader already refuses
+    unsafe names, and this keeps an in-memory artifact (or a future field) from ever ending the
+    comment, opening a preprocessor line or forming a trigraph (``*``, ``#``, ``?``, ``\\``
+    and newlines become ``_``)."""
+    return safe_text(str(text))
 
 
 def _i32(v: int) -> str:
@@ -227,7 +236,7 @@ class _Gen:
             store = f"        y[r] = L{i}_s[{j}] * acc + L{i}_b[r];\n"
             init, out_t, acc_t = "0.0f", "float", "float"
         self.funcs.append(
-            f"/* layer {i}: {layer.name} linear {list(layer.codes.shape)}, nnz {layer.nnz} */\n"
+            f"/* layer {i}: {_comment(layer.name)} linear {list(layer.codes.shape)}, nnz {layer.nnz} */\n"
             f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
             f"    uint32_t k = 0, b = 0, c;\n    int r;\n    (void)b;\n"
             f"    for (r = 0; r < {layer.rows}; ++r) {{\n        {acc_t} acc = {init};\n"
@@ -285,7 +294,7 @@ class _Gen:
             fin = f"        for (p = 0; p < {n}; ++p) a[p] = L{i}_s[{j}] * a[p] + L{i}_b[o];\n"
             decl, out_t = "", "float"
         self.funcs.append(
-            f"/* layer {i}: {layer.name} conv {list(layer.codes.shape)} stride {[sh, sw]} "
+            f"/* layer {i}: {_comment(layer.name)} conv {list(layer.codes.shape)} stride {[sh, sw]} "
             f"padding {[ph, pw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} "
             f"{list(s_in)} */\n"
             f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
@@ -448,7 +457,7 @@ int {p}_act(const {obs_t} *obs, float *action);
                 helpers.append(_HELPERS[name])
         needs_math = art.algo == "sac" or "maxpool_f" in self.helpers
         parts = [
-            f"/* nnc4rl {art.algo.upper()} policy ({art.info.get('source', 'artifact')}): "
+            f"/* nnc4rl {art.algo.upper()} policy ({_comment(art.info.get('source', 'artifact'))}): "
             f"{len(art.layers)} layers, sparsity {art.sparsity():.4f}, int{art.bits} weights, "
             f"{mode}. */\n#include \"{header_name}\"\n"
             + ("#include <math.h>\n" if needs_math else "") + "#include <stdint.h>\n\n",

@@ -19,6 +19,7 @@ import numpy as np
 
 from nnc4rl.compress.quant import qmax
 from nnc4rl.core.atomic import write_atomic
+from nnc4rl.export.header import MAX_BLOB_BYTES, MAX_HEADER_BYTES, check_header
 from nnc4rl.export.model import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -131,6 +132,7 @@ def save_artifact(art: Artifact, path: str | Path) -> int:
     bytes written."""
     art.check()
     header, blob = encode(art)
+    check_header(header, len(blob))  # the writer never writes what the reader refuses
     text = json.dumps(header, separators=(",", ":")).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,67 +148,36 @@ def _bad(path: Path, why: str) -> ArtifactError:
     return ArtifactError(f"{str(path)!r} is not a valid {FORMAT_NAME} artifact: {why}")
 
 
-class _Blob:
-    """Tensor reads from the blob that remember every byte range, to reject overlaps."""
-
-    def __init__(self, blob: np.ndarray, path: Path):
-        self.blob, self.path, self.ranges = blob, path, []
-
-    def get(self, entry: dict, key: str, bits: int = 8) -> np.ndarray:
-        off, count, code = entry["tensors"][key]
-        if not isinstance(off, int) or not isinstance(count, int) or count < 0:
-            raise _bad(self.path, f"tensor {entry['name']}.{key} has a bad range")
-        packed = isinstance(code, str) and code.startswith("p")
-        if packed and (key != "values" or code != f"p{bits}"):
-            raise _bad(self.path, f"tensor {entry['name']}.{key} has dtype {code!r}")
-        if not packed and code not in _DTYPES:
-            raise _bad(self.path, f"tensor {entry['name']}.{key} has unknown dtype {code!r}")
-        nbytes = packed_bytes(count, bits) if packed else count * _DTYPES[code].itemsize
-        end = off + nbytes
-        if not 0 <= off <= end <= self.blob.size:
-            raise _bad(self.path, f"tensor {entry['name']}.{key} lies outside the blob")
-        self.ranges.append((off, end, f"{entry['name']}.{key}"))
-        raw = self.blob[off:end].tobytes()
-        if packed:
-            return unpack_codes(np.frombuffer(raw, np.uint8), count, bits)
-        return np.frombuffer(raw, dtype=_DTYPES[code])
-
-    def check_disjoint(self) -> None:
-        spans = sorted(r for r in self.ranges if r[1] > r[0])
-        for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
-            if start < end:
-                raise _bad(self.path, f"tensors {a} and {b} overlap in the blob")
+def _tensor(blob: np.ndarray, entry: dict, key: str, bits: int = 8) -> np.ndarray:
+    """A tensor of a layer whose header :func:`~nnc4rl.export.header.check_header` accepted
+    (dtype from the closed list, byte range inside the blob)."""
+    off, count, code = entry["tensors"][key]
+    if code.startswith("p"):
+        raw = blob[off : off + packed_bytes(count, bits)]
+        return unpack_codes(raw, count, bits)
+    return np.frombuffer(blob[off : off + count * _DTYPES[code].itemsize].tobytes(), _DTYPES[code])
 
 
-def _decode_layer(entry: dict, blob: _Blob, path: Path, version: int) -> Layer:
-    shape = tuple(int(s) for s in entry["shape"])
-    kind, enc, name = entry["kind"], entry["encoding"], entry["name"]
-    if kind not in ("linear", "conv2d") or len(shape) != (2 if kind == "linear" else 4):
-        raise _bad(path, f"layer {name}: kind {kind!r} with shape {shape}")
-    if min(shape) < 1:
-        raise _bad(path, f"layer {name}: empty shape {shape}")
-    bits = int(entry["bits"])
-    if not 2 <= bits <= 8:
-        raise _bad(path, f"layer {name}: bits {bits} is not in 2..8")
-    rows, cols = shape[0], math.prod(shape[1:])
-    values = blob.get(entry, "values", bits if version >= 2 else 8)
-    if values.dtype != np.int8:
-        raise _bad(path, f"layer {name}: values must be int8 codes")
+def _decode_layer(entry: dict, blob: np.ndarray, path: Path, version: int) -> Layer:
+    """The layer of a schema-checked header entry; checks what only the data can tell (CSR
+    indices, the bitmask's count, finite scales, codes on the grid, the recorded nnz)."""
+    shape, enc, name, bits = tuple(entry["shape"]), entry["encoding"], entry["name"], entry["bits"]
+    kind, rows, cols = entry["kind"], shape[0], math.prod(shape[1:])
+    values = _tensor(blob, entry, "values", bits if version >= 2 else 8)
     if enc == "dense":
         if values.size != rows * cols:
             raise _bad(path, f"layer {name}: dense values of the wrong size")
         m = values.reshape(rows, cols)
     elif enc == "bitmask":
-        mask_bytes = blob.get(entry, "mask")
-        mask = np.unpackbits(mask_bytes, count=rows * cols).astype(bool)
-        if mask.sum() != values.size or mask_bytes.size != math.ceil(rows * cols / 8):
+        mask = np.unpackbits(_tensor(blob, entry, "mask"), count=rows * cols).astype(bool)
+        if mask.sum() != values.size:
             raise _bad(path, f"layer {name}: bitmask does not match the values")
         m = np.zeros(rows * cols, np.int8)
         m[mask] = values
         m = m.reshape(rows, cols)
     elif enc in ("csr8", "csr16"):
-        row_ptr = blob.get(entry, "row_ptr").astype(np.int64)
-        col_idx = blob.get(entry, "col_idx").astype(np.int64)
+        row_ptr = _tensor(blob, entry, "row_ptr").astype(np.int64)
+        col_idx = _tensor(blob, entry, "col_idx").astype(np.int64)
         ok = (
             row_ptr.size == rows + 1 and row_ptr[0] == 0 and row_ptr[-1] == values.size
             and np.all(np.diff(row_ptr) >= 0) and col_idx.size == values.size
@@ -216,16 +187,16 @@ def _decode_layer(entry: dict, blob: _Blob, path: Path, version: int) -> Layer:
             raise _bad(path, f"layer {name}: inconsistent CSR indices")
         m = np.zeros((rows, cols), np.int8)
         m[np.repeat(np.arange(rows), np.diff(row_ptr)), col_idx] = values
-    else:
-        raise _bad(path, f"layer {name}: unknown encoding {enc!r}")
-    scale, bias = blob.get(entry, "scale").astype(np.float32), blob.get(entry, "bias")
-    bias = bias.astype(np.float32)
-    if scale.size not in (1, rows) or bias.size != rows:
-        raise _bad(path, f"layer {name}: scale/bias of the wrong size")
+    scale = _tensor(blob, entry, "scale").astype(np.float32)
+    bias = _tensor(blob, entry, "bias").astype(np.float32)
     if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(np.isfinite(bias))):
         raise _bad(path, f"layer {name}: scales must be finite and > 0, biases finite (NaN/Inf)")
     if np.abs(m.astype(np.int16)).max(initial=0) > qmax(bits):
         raise _bad(path, f"layer {name}: codes exceed the {bits}-bit grid")
+    if np.count_nonzero(m) != entry["nnz"]:
+        raise _bad(
+            path, f"layer {name}: nnz {entry['nnz']} but {np.count_nonzero(m)} non-zero codes"
+        )
     return Layer(name, kind, m.reshape(shape).copy(), scale, bias, bits)
 
 
@@ -258,6 +229,38 @@ def _check_integer(art: Artifact, path: Path, version: int = FORMAT_VERSION) -> 
             raise _bad(path, f"op {i} ({op['op']}) act_scale {a!r} must be finite and > 0")
 
 
+def _npy_bytes(data: bytes, name: str, path: Path) -> np.ndarray:
+    """The 1-D uint8 array of a ``.npy`` member, its header checked against the member's size
+    before anything is allocated (``np.load`` would allocate what the ``.npy`` header claims)."""
+    fp = io.BytesIO(data)
+    major, _ = np.lib.format.read_magic(fp)
+    if major not in (1, 2):
+        raise _bad(path, f"{name} has .npy format version {major} (1 or 2 is read)")
+    read_header = np.lib.format.read_array_header_1_0 if major == 1 else (
+        np.lib.format.read_array_header_2_0)  # fmt: skip
+    shape, _, dtype = read_header(fp)
+    if dtype != np.uint8 or len(shape) != 1 or shape[0] != len(data) - fp.tell():
+        raise _bad(path, f"{name} must be a 1-D uint8 array filling the member")
+    return np.frombuffer(data, np.uint8, offset=fp.tell())
+
+
+def _read_members(path: Path) -> tuple[bytes, np.ndarray]:
+    """``(header JSON bytes, blob)`` of the zip, each member's size bounded from the zip's
+    directory before it is inflated (a small deflated file can inflate to gigabytes)."""
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(zf.namelist())
+        if names != ["blob.npy", "header.npy"]:
+            raise _bad(path, f"members {names[:3]!r}: exactly header.npy and blob.npy are required")
+        out = {}
+        for name, cap in (("header.npy", MAX_HEADER_BYTES), ("blob.npy", MAX_BLOB_BYTES)):
+            size = zf.getinfo(name).file_size
+            if size > cap + 4096:  # + the .npy header
+                raise _bad(path, f"{name} inflates to {size} bytes: at most {cap} are allowed")
+            # zipfile stops at the directory's size and checks the CRC
+            out[name] = _npy_bytes(zf.read(name), name, path)
+    return out["header.npy"].tobytes(), out["blob.npy"]
+
+
 def load_artifact(path: str | Path) -> Artifact:
     """Read and check an artifact written by :func:`save_artifact` (format version 1 or 2).
 
@@ -267,12 +270,13 @@ def load_artifact(path: str | Path) -> Artifact:
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            text, blob = z["header"].tobytes(), z["blob"]
+        text, blob = _read_members(path)
         header = json.loads(text)
     except FileNotFoundError:
         raise ArtifactError(f"{str(path)!r} does not exist") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+    except ArtifactError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, RecursionError) as err:
         raise _bad(path, f"unreadable ({type(err).__name__})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise _bad(
@@ -282,12 +286,9 @@ def load_artifact(path: str | Path) -> Artifact:
     if version not in READ_VERSIONS:
         raise _bad(path, f"version {version!r} is not supported (this reads "
                    f"{', '.join(map(str, READ_VERSIONS))})")  # fmt: skip
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise _bad(path, "blob must be a 1-D uint8 array")
     try:
-        reader = _Blob(blob, path)
-        layers = [_decode_layer(e, reader, path, version) for e in header["layers"]]
-        reader.check_disjoint()
+        check_header(header, blob.size)  # before allocating anything the header sizes
+        layers = [_decode_layer(e, blob, path, version) for e in header["layers"]]
         art = Artifact(header["algo"], layers, header["ops"], header["obs"], header["head"],
                        header.get("info", {}), header.get("integer"))  # fmt: skip
         art.check()

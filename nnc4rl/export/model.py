@@ -25,6 +25,7 @@ FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)
 OPS = ("linear", "conv2d", "relu", "tanh", "flatten", "maxpool", "save", "add")
 OBS_DTYPES = ("float32", "float64", "uint8")
+MAX_ACTIVATION = 1 << 24  # elements of one activation: what inference and the C buffers hold
 
 
 class ArtifactError(ConfigError):
@@ -238,5 +239,9 @@ def infer_shapes(
             raise ArtifactError(f"op {i}: add of slot {op.get('slot')!r} does not match {shape}")
         if min(shape) < 1:
             raise ArtifactError(f"op {i} ({kind}) produces the empty shape {shape}")
+        if math.prod(shape) > MAX_ACTIVATION:
+            raise ArtifactError(
+                f"op {i} ({kind}) produces {shape}: at most {MAX_ACTIVATION} elements are allowed"
+            )
         shapes.append(shape)
     return shapes

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nnc4rl.compress.quant import qmax, weight_scale
+from nnc4rl.export.header import safe_text
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 GRID_TOLERANCE = 1e-3  # largest distance of w / scale from an integer that counts as "on grid"
@@ -310,4 +311,5 @@ def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
             art.info.setdefault(k, v)
         return art
     model = load_sb3_model(source)
-    return artifact_from_sb3(model, bits, info={"source": source.name} | run_info)
+    # the file name is provenance that reaches generated code: only safe characters are kept
+    return artifact_from_sb3(model, bits, info={"source": safe_text(source.name)} | run_info)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from nnc4rl.core.config import ConfigError
 from nnc4rl.runs.checkpoint import has_checkpoint
+from nnc4rl.runs.lock import RunLock, lock_path
 from nnc4rl.runs.profiles import load_profile, machine_speeds
 from nnc4rl.runs.spec import RunSpec, resolve
 from nnc4rl.runs.store import RunStore, RunTask, data_root, execute, run_id, run_key
@@ -102,12 +103,14 @@ def human_time(seconds: float) -> str:
 
 @dataclass
 class SweepResult:
-    """What a sweep found and did; ``failed`` maps run id to a one-line reason."""
+    """What a sweep found and did; ``failed`` maps run id to a one-line reason, ``skipped`` to
+    the other sweep that was training it (its lock's owner)."""
 
     total: int
     reused: int
     ran: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _die_with(parent: int) -> None:
@@ -170,22 +173,37 @@ def run_task(
         return task.run_id, None, f"{type(err).__name__}: {line}{loc}"
 
 
-def _local(tasks: list[RunTask], workers: int, store: RunStore, done: Callable) -> None:
+def _local(
+    tasks: list[RunTask], workers: int, store: RunStore, done: Callable, claim: Callable
+) -> None:
+    """Run ``tasks`` in a process pool, at most ``workers`` at a time, each only once
+    ``claim(task)`` has taken its lock (so a second sweep on the store takes the others)."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                initargs=(os.getpid(),))  # fmt: skip
     where = (str(store.root), store.identity())
+    todo, futures = iter(tasks), {}
     try:
-        futures = {pool.submit(run_task, t, *where): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                done(*fut.result())
-            except BrokenProcessPool:
-                done(futures[fut].run_id, None, "worker process died (killed or out of memory)")
+        while True:
+            for t in todo:  # claim runs only as workers free up
+                if len(futures) >= workers:
+                    todo = iter([t, *todo])
+                    break
+                if claim(t):
+                    futures[pool.submit(run_task, t, *where)] = t
+            if not futures:
+                break
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t = futures.pop(fut)
+                try:
+                    done(*fut.result())
+                except BrokenProcessPool:
+                    done(t.run_id, None, "worker process died (killed or out of memory)")
     except BaseException:  # interrupted or killed: take the workers down with the sweep
         for proc in list((pool._processes or {}).values()):
             proc.terminate()
@@ -374,6 +392,23 @@ def sweep(
     bar = tqdm(total=len(todo), unit="run", desc=f"sweep {prof.name}", disable=not show,
                file=sys.stderr)  # fmt: skip
 
+    locks: dict[str, RunLock] = {}
+
+    def claim(t: RunTask) -> bool:
+        """Take the run's lock; False (and the run counted) if another sweep trains it or has
+        finished it since this sweep looked."""
+        lock = RunLock(lock_path(store.root, t.run_id))
+        if not lock.acquire():
+            result.skipped[t.run_id] = f"another sweep trains it ({lock.owner()})"
+        elif not force and store.status(t.run_id)[0] == "done":
+            lock.release()
+            result.reused += 1
+        else:
+            locks[t.run_id] = lock
+            return True
+        bar.update(1)
+        return False
+
     def done(rid: str, files: dict[str, bytes] | None, error: str) -> None:
         if files is None:
             result.failed[rid] = error
@@ -383,18 +418,24 @@ def sweep(
                 result.ran.append(rid)
             except (ConfigError, OSError) as err:
                 result.failed[rid] = f"finished but not stored: {err}"
+        locks.pop(rid).release()  # after the commit: a run is never unlocked and unfinished
         bar.update(1)
 
     try:
         store.root.mkdir(parents=True, exist_ok=True)
         if executor == "local":
-            _local(todo, min(workers, len(todo)), store, done)
-        else:
-            _ray(todo, workers, address, store, done)
+            _local(todo, min(workers, len(todo)), store, done, claim)
+        else:  # Ray schedules every task at once: claim them all first
+            claimed = [t for t in todo if claim(t)]
+            if claimed:
+                _ray(claimed, workers, address, store, done)
     finally:
         bar.close()
+        for lock in locks.values():
+            lock.release()
+    skipped = f", {len(result.skipped)} skipped (another sweep trains them)" * bool(result.skipped)
     print(f"{scope}: {len(result.ran)} run(s) trained, {result.reused} reused, "
-          f"{len(result.failed)} failed", file=out)  # fmt: skip
+          f"{len(result.failed)} failed{skipped}", file=out)  # fmt: skip
     for rid, reason in result.failed.items():
         print(f"  FAILED {rid}: {reason}", file=out)
     return result

@@ -45,8 +45,15 @@ def strip_file(path: str | Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Strip each notebook named in ``argv``; one error line and exit 2 for a file that is
+    missing or not a notebook (the ones before it are already rewritten)."""
     for name in sys.argv[1:] if argv is None else argv:
-        strip_file(name)
+        try:
+            strip_file(name)
+        except (OSError, ValueError, nbformat.ValidationError) as err:  # JSON errors: ValueError
+            reason = getattr(err, "strerror", None) or type(err).__name__
+            print(f"python -m nnc4rl.study.notebooks: error: {name!r}: {reason}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -7,8 +7,8 @@ first are the shipped data's, and ``tests/test_readme.py`` fails when they drift
 
 from __future__ import annotations
 
-import argparse
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 
 from nnc4rl.compress.plan import steps_to_train
 from nnc4rl.core.atomic import write_atomic
+from nnc4rl.core.config import ConfigError, Parser
 from nnc4rl.runs.profiles import FIGURES, Profile, load_profile
 from nnc4rl.study.claims import claims_table
 from nnc4rl.study.readings import (
@@ -244,27 +245,50 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
 def update_readme(readme: str | Path, section: str) -> bool:
     """Replace the generated block of ``readme`` with ``section``; returns whether it changed.
 
-    :raises ValueError: ``readme`` has no generated block.
+    :raises ConfigError: ``readme`` cannot be read or has no generated block.
     """
     path = Path(readme)
-    text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{path} has no generated results block ({BEGIN} ... {END})")
-    new = pattern.sub(lambda _: section, text, count=1)
+    text = _readme_text(path)
+    new = _block().sub(lambda _: section, text, count=1)
     if new != text:
         write_atomic(path, new)
     return new != text
 
 
+def _block() -> re.Pattern:
+    return re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+
+
+def _readme_text(path: Path) -> str:
+    """The text of ``path``, which must hold the generated block; else one :class:`ConfigError`
+    line."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise ConfigError(f"--readme {str(path)!r} cannot be read: {reason}") from None
+    if not _block().search(text):
+        raise ConfigError(f"--readme {str(path)!r} has no generated results block "
+                          f"({BEGIN} ... {END})")  # fmt: skip
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m nnc4rl.report [PROFILE] [--readme FILE]``; bad input is one line, exit 2."""
     from nnc4rl.runs.store import repo_root
 
-    parser = argparse.ArgumentParser(prog="python -m nnc4rl.report", description=__doc__)
+    prog = "python -m nnc4rl.report"
+    parser = Parser(prog=prog, description=__doc__)
     parser.add_argument("profile", nargs="?", default="mini")
     parser.add_argument("--readme", default=str(repo_root() / "README.md"))
     args = parser.parse_args(argv)
-    changed = update_readme(args.readme, results_section(args.profile))
+    try:
+        load_profile(args.profile)  # bad input is refused before any table is computed
+        _readme_text(Path(args.readme))
+        changed = update_readme(args.readme, results_section(args.profile))
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
     return 0
 

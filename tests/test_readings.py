@@ -224,3 +224,17 @@ def test_loss_bound_says_how_much_loss_the_data_rule_out():
     assert readings.loss_bound(0.0731) == "no loss larger than 7.3 % (95 %)"
     assert readings.loss_bound(0.0) == "no loss (the 95 % interval is above 0)"
     assert readings.loss_bound(math.nan) == "no bound"
+
+
+def test_shared_start_finds_runs_of_a_seed_that_differ_before_pruning():
+    def curve(rid, seed, early, late):  # T = 100: steps 10 and 15 are before pruning (20)
+        return [dict(run_id=rid, env="E", arch="mlp", T=100, seed=seed, step=st, return_mean=v)
+                for st, v in ((10, early), (15, early + 1), (50, late))]  # fmt: skip
+
+    rows = curve("a0", 0, 1.0, 5.0) + curve("b0", 0, 1.0, 9.0)  # same start, other endings
+    rows += curve("a1", 1, 2.0, 5.0) + curve("b1", 1, 2.0, 6.0) + curve("c1", 1, 2.5, 5.0)
+    curves = pd.DataFrame(rows)
+    assert readings.shared_start(curves) == {("E", "mlp", 100, 1): [["a1", "b1"], ["c1"]]}
+    assert "E seed 1: 2 groups of 2, 1 runs" in readings.provenance_sentence(curves)
+    same = curves[curves["seed"] == 0]
+    assert readings.provenance_sentence(same).startswith("Every seed's runs share their start")

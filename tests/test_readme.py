@@ -4,9 +4,11 @@ shipped runs' and its paper-scale estimate is what the sweep prints."""
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 @pytest.mark.xdist_group("e2e")
@@ -80,3 +82,19 @@ def test_no_shipped_file_names_the_machine_that_made_it():
     leaks = [f for f in listed if f and not f.endswith(binary) and (root / f).is_file()
              and machine_path.search((root / f).read_text(errors="replace"))]  # fmt: skip
     assert not leaks, leaks
+
+
+def test_the_integer_closed_loop_sentence_is_the_shipped_table():
+    """The README's integer-policy sentence names every shipped run beyond 5 % and its numbers."""
+    table = pd.read_csv(ROOT / "data" / "tables" / "mini" / "integer_closed_loop.csv")
+    rel = table["integer_minus_trained"] / table["trained_return"].abs()
+    beyond = table[rel.abs() > 0.05].sort_values("bits", ascending=False)
+    text = " ".join(README.read_text().split())
+    assert (
+        f"within 5 % of the trained network's for {len(table) - len(beyond)} of the {len(table)}"
+        in text
+    )
+    assert f"The other {len(beyond)} are" in text
+    for (_, r), x in zip(beyond.iterrows(), rel[beyond.index], strict=True):
+        assert f"{100 * x:+.1f} %" in text, (r["run_id"], x)
+        assert f"{r['artifact_max_episode_diff']:,.0f}".replace(",", " ") in text, r["run_id"]

@@ -330,6 +330,42 @@ def _gain_list(c: pd.DataFrame) -> str:
     return text or f"fewer than {MIN_SEEDS} paired seeds at every sparsity"
 
 
+def shared_start(curves: pd.DataFrame) -> dict[tuple, list[list[str]]]:
+    """Which runs of a seed really share their start: runs of one seed train identically until
+    pruning starts (0.2 T), so their evaluations before it are equal to the last digit when they
+    ran on the same platform. Runs trained on different machines differ there: they are pairs in
+    name only (the pairing still matches their evaluation episodes, not their training).
+
+    :param curves: :func:`nnc4rl.study.results.load_curves` rows.
+    :returns: ``{(env, arch, T, seed): [[run ids], ...]}`` for every seed whose runs fall into
+        more than one group of identical pre-pruning evaluations.
+    """
+    out: dict[tuple, list[list[str]]] = {}
+    early = curves[curves["step"] < 0.2 * curves["T"]]
+    for key, g in early.groupby(["env", "arch", "T", "seed"], sort=True):
+        starts: dict[tuple, list[str]] = {}
+        for rid, r in g.sort_values("step").groupby("run_id", sort=True):
+            starts.setdefault(tuple(zip(r["step"], r["return_mean"], strict=True)), []).append(rid)
+        if len(starts) > 1:
+            out[key] = sorted(starts.values(), key=len, reverse=True)
+    return out
+
+
+def provenance_sentence(curves: pd.DataFrame) -> str:
+    """One sentence on :func:`shared_start`: which seeds' runs differ before pruning starts."""
+    split = shared_start(curves)
+    if curves.empty:
+        return ""
+    if not split:
+        return ("Every seed's runs share their start: identical evaluations before pruning "
+                "(0.2 T), so same-seed pairs differ only by the compression.")  # fmt: skip
+    parts = [f"{env} seed {seed}: {len(groups)} groups of {', '.join(str(len(x)) for x in groups)} "
+             "runs" for (env, _, _, seed), groups in split.items()]  # fmt: skip
+    return ("Runs of one seed that differ before pruning starts (0.2 T), trained on another "
+            f"platform or library version: {'; '.join(parts)}. Those pairs share their seed and evaluation episodes "
+            "but not their training, so pairing buys them less.")  # fmt: skip
+
+
 def figure_labels(profile) -> dict[str, str]:
     """``{figure: label}`` of a :class:`nnc4rl.runs.profiles.Profile`: the label of each figure's
     first (main) group."""
@@ -352,5 +388,7 @@ __all__ = [
     "loss_verdict",
     "per_seed",
     "pooled_gain",
+    "provenance_sentence",
+    "shared_start",
     "without_loss_up_to",
 ]

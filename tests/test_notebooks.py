@@ -77,3 +77,14 @@ def test_committed_executed_notebooks_carry_no_volatile_metadata(path):
     nb = nbformat.reads(text, as_version=4)
     assert nbformat.writes(strip_volatile(nbformat.reads(text, as_version=4))) + "\n" == text
     assert nb.metadata["papermill"]["parameters"]["profile"] == path.parent.name
+
+
+def test_stream_chunks_are_merged_as_the_kernel_splits_them_by_timing():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1); print(2)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="2\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="w\n")]  # fmt: skip
+    nb.cells.append(cell)
+    outs = strip_volatile(nb).cells[0].outputs
+    assert [(o.name, o.text) for o in outs] == [("stdout", "1\n2\n"), ("stderr", "w\n")]

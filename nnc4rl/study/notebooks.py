@@ -21,11 +21,22 @@ INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 
 def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """``nb`` without execution timestamps, durations, papermill's run record (its
-    ``parameters`` are kept) and with a fixed id for papermill's injected cell."""
+    ``parameters`` are kept), with a fixed id for papermill's injected cell and each run of
+    consecutive stream outputs of one name merged into one."""
     run = nb.metadata.get("papermill")
     if run is not None:
         nb.metadata["papermill"] = {"parameters": run.get("parameters", {})}
     for cell in nb.cells:
+        if cell.cell_type == "code":  # the kernel splits a stream into chunks as timing falls
+            merged: list = []
+            for out in cell.outputs:
+                last = merged[-1] if merged else None
+                if (out.output_type == "stream" and last is not None
+                        and last.output_type == "stream" and last.name == out.name):  # fmt: skip
+                    last.text += out.text
+                else:
+                    merged.append(out)
+            cell.outputs = merged
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
         if INJECTED_TAG in cell.metadata.get("tags", []):

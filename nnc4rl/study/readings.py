@@ -191,11 +191,14 @@ def verdicts_of(sub: pd.DataFrame, variant: str, pipeline: bool, tolerance: floa
         instead of the dense network trained as long.
     """
     rows = sub[(sub["variant"] == variant) & (sub["sparsity"] > 0)].sort_values("sparsity")
-    return pd.Series([_verdict(r, pipeline, tolerance, paper) for _, r in rows.iterrows()],
+    return pd.Series([row_verdict(r, pipeline, tolerance, paper) for _, r in rows.iterrows()],
                      index=rows["sparsity"].to_numpy(), dtype=object)  # fmt: skip
 
 
-def _verdict(r: pd.Series, pipeline: bool, tolerance: float, paper: bool = False) -> str:
+def row_verdict(r: pd.Series, pipeline: bool = False, tolerance: float = TOLERANCE,
+                paper: bool = False) -> str:  # fmt: skip
+    """:func:`loss_verdict` of one :func:`nnc4rl.study.results.summarize` row: against the dense
+    network trained as long, or with ``paper`` against dense at T (the paper's comparison)."""
     pre = "paper_" if paper else ""
     return loss_verdict(r[f"{pre}n_paired"], r[f"{pre}diff_t95_low"], r[f"{pre}diff_t95_high"],
                         r[f"{pre}dense_paired_mean"], pipeline, tolerance)  # fmt: skip
@@ -203,7 +206,7 @@ def _verdict(r: pd.Series, pipeline: bool, tolerance: float, paper: bool = False
 
 def _details(rows: pd.DataFrame, pipeline: bool, tolerance: float) -> str:
     """``0.5: inconclusive (no loss larger than 8.2 % (95 %)); 0.7: ...`` over ``rows``."""
-    return "; ".join(f"{r['sparsity']:g}: {_verdict(r, pipeline, tolerance)} "
+    return "; ".join(f"{r['sparsity']:g}: {row_verdict(r, pipeline, tolerance)} "
                      f"({loss_bound(r['max_loss'])})" for _, r in rows.iterrows())  # fmt: skip
 
 
@@ -275,14 +278,14 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                 r = rows.iloc[0]
                 out.append(f"  {v} vs {ref} (paired): {r['diff_vs_dense']:+.1f} "
                            f"{_fmt_interval(r['diff_t95_low'], r['diff_t95_high'])}: "
-                           f"{_verdict(r, pipeline, tolerance)}; {loss_bound(r['max_loss'])}.")  # fmt: skip
+                           f"{row_verdict(r, pipeline, tolerance)}; {loss_bound(r['max_loss'])}.")  # fmt: skip
             else:
                 out.append(f"  {v} vs {ref} (paired): {_details(rows, pipeline, tolerance)}.")
             if ref != "dense":  # the paper's own comparison, trained 0.2 T longer than dense
                 if (rows["sparsity"] > 0).any():
                     paper = _verdict_list(verdicts_of(sub, v, pipeline, tolerance, paper=True))
                 else:
-                    paper = _verdict(rows.iloc[0], pipeline, tolerance, paper=True)
+                    paper = row_verdict(rows.iloc[0], pipeline, tolerance, paper=True)
                 out.append(f"  (the paper's comparison, {v} at 1.2 T vs dense at T, unequal "
                            f"length: {paper}.)")  # fmt: skip
             if v == "pruned + quantized":
@@ -388,6 +391,7 @@ __all__ = [
     "loss_verdict",
     "per_seed",
     "pooled_gain",
+    "row_verdict",
     "provenance_sentence",
     "shared_start",
     "without_loss_up_to",

@@ -23,7 +23,7 @@ from nnc4rl.study.readings import (
     definition,
     figure_labels,
     is_pipeline_check,
-    loss_verdict,
+    row_verdict,
 )
 from nnc4rl.study.results import load_runs, summarize
 
@@ -65,9 +65,11 @@ def _seeds(n: int, r: pd.Series | None) -> str:
     return f"{n}" if paired == n else f"{n} ({paired} paired)"
 
 
-def _verdict(r: pd.Series, pipeline_check: bool) -> str:
-    return loss_verdict(int(r["n_paired"]), r["diff_t95_low"], r["diff_t95_high"],
-                        r["dense_paired_mean"], pipeline_check)  # fmt: skip
+def _bound(r: pd.Series, pipeline_check: bool) -> str:
+    """The "no loss larger than" cell: the largest loss the paired interval leaves possible."""
+    return (
+        "" if pipeline_check or not np.isfinite(r["max_loss"]) else f"{100 * r['max_loss']:.1f} %"
+    )
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -98,11 +100,9 @@ def sparsity_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.Da
                     "paper's: QAT int8 - dense T": "", "stored bytes": "",
                     "ratio real / nominal": ""}  # fmt: skip
         else:
-            bound = "" if pipeline_check or not np.isfinite(qat["max_loss"]) else (
-                f"{100 * qat['max_loss']:.1f} %")  # fmt: skip
             row |= {"QAT int8 - dense 1.2 T": _relative(qat),
-                    "verdict": _verdict(qat, pipeline_check),
-                    "no loss larger than": bound,
+                    "verdict": row_verdict(qat, pipeline_check),
+                    "no loss larger than": _bound(qat, pipeline_check),
                     "paper's: QAT int8 - dense T": _relative(qat, paper=True),
                     "stored bytes": f"{qat['compressed_bytes']:,.0f}",
                     "ratio real / nominal": f"{qat['real_ratio']:.1f}x / "
@@ -123,9 +123,8 @@ def controls_table(summary: pd.DataFrame, pipeline_check: bool = False) -> pd.Da
              "return": _interval(r["mean"], r["t95_low"], r["t95_high"]),
              "vs": "" if is_ref[i] else r["reference"],
              "minus it (paired)": "" if is_ref[i] else _relative(r),
-             "verdict": "the reference of 1.2 T" if is_ref[i] else _verdict(r, pipeline_check),
-             "no loss larger than": (f"{100 * r['max_loss']:.1f} %" if np.isfinite(r["max_loss"])
-                                     and not pipeline_check else ""),
+             "verdict": "the reference of 1.2 T" if is_ref[i] else row_verdict(r, pipeline_check),
+             "no loss larger than": _bound(r, pipeline_check),
              "stored bytes": f"{r['compressed_bytes']:,.0f}"}
             for i, r in rest.sort_values(["variant", "sparsity"]).iterrows()]  # fmt: skip
     return pd.DataFrame(rows)

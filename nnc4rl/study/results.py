@@ -5,7 +5,8 @@
   only" or "pruned + quantized", int8). Returns are undiscounted episode returns.
 * :func:`load_curves` - the learning curves (``evaluations.csv`` of every run).
 * :func:`summarize` - per setting: mean over seeds with its Student-t 95 % interval, and the
-  paired (same-seed) difference to the dense run.
+  paired (same-seed) difference to the dense run trained as long (and to dense at T, the
+  paper's comparison).
 * :func:`hyperparameter_table`, :func:`env_table` - supplementary tables 1-3 and 4-17.
 """
 

@@ -31,14 +31,14 @@ def _nets(sparsity: float):
     from nnc4rl.core.envs import make_envs
     from nnc4rl.export import artifact_from_sb3, load_policy
     from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
-    from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+    from nnc4rl.export.closed_loop import calibrate_held_out, play
     from nnc4rl.export.integer import calibrate
     from nnc4rl.export.verify import record_observations
 
     _, sac = hopper_sized_sac(sparsity)
     art = artifact_from_sb3(sac, bits=8, info={"env": "Hopper-v4", "seed": 0})
     sac_obs = play(load_policy(art), art, 1, record=True)["observations"][:8]
-    out = [("SAC Hopper actor", art, calibrate_on_evaluation(art, episodes=2), sac_obs)]
+    out = [("SAC Hopper actor", art, calibrate_held_out(art, episodes=2), sac_obs)]
     _, dqn = atari_dqn(sparsity, "cnn")
     cnn = artifact_from_sb3(dqn, bits=8)
     _, env = make_envs("PongNoFrameskip-v4")

@@ -257,7 +257,7 @@ def test_cli_integer_export_and_store_folder(sac_run, tmp_path, capsys):
         main(["export", str(store), "--format", "npz", "--integer", "--out", str(out), *args]) == 0
     )
     art = load_artifact(out)
-    assert art.integer["calibration"]["seeds"] == [SAC_SPEC.seed + 10_000]
+    assert art.integer["calibration"]["seeds"] == [SAC_SPEC.seed + 20_000]  # held out
     assert art.integer["calibration"]["env"] == "Hopper-v4" and art.obs["dtype"] == "float64"
     assert [op.get("act_scale") is not None for op in art.ops] == [
         False, True, False, True, False, False, False]  # fmt: skip

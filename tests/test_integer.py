@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnc4rl.core.envs import calibration_seeds, evaluation_seeds
 from nnc4rl.export import (
     ArtifactError,
     artifact_from_sb3,
@@ -16,7 +17,7 @@ from nnc4rl.export import (
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
 from nnc4rl.export.c_build import CPolicy, compile_shared, footprint
 from nnc4rl.export.c_export import save_c
-from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.closed_loop import calibrate_held_out, play
 from nnc4rl.export.integer import QMAX, calibrate, integer_plan, quantize_multiplier
 
 pytestmark = pytest.mark.xdist_group("integer")
@@ -43,7 +44,7 @@ def _sac(tmp_path_factory) -> dict:
         root = tmp_path_factory.mktemp("int_sac")
         _, model = hopper_sized_sac(0.98)
         art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
-        int_art = calibrate_on_evaluation(art, episodes=2)
+        int_art = calibrate_held_out(art, episodes=2)
         c_path, _ = save_c(int_art, root / "q.c", integer=True)
         _CACHE["sac"] = {"art": art, "int": int_art, "c_path": c_path,
                          "c": CPolicy(int_art, compile_shared(c_path, root / "q.so"),
@@ -58,7 +59,9 @@ def sac(tmp_path_factory):
 
 def test_sac_integer_c_matches_numpy_bit_for_bit_and_fits(sac):
     int_art = sac["int"]
-    assert int_art.integer["calibration"]["seeds"] == [10_000, 10_001]
+    # calibrated on held-out episodes, never on the evaluation's
+    assert int_art.integer["calibration"]["seeds"] == calibration_seeds(0, 2)
+    assert not set(calibration_seeds(0, 2)) & set(evaluation_seeds(0, 9_999))
     obs = play(load_policy(sac["art"]), sac["art"], 1, record=True)["observations"]
     obs = np.concatenate([obs, 5 * np.random.default_rng(0).normal(size=(20, 11))])  # clamps too
     ref = load_policy(int_art, integer=True)

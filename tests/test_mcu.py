@@ -10,7 +10,7 @@ import pytest
 
 from nnc4rl.export import artifact_from_sb3, load_policy
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
-from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.closed_loop import calibrate_held_out, play
 from nnc4rl.export.integer import calibrate
 from nnc4rl.export.mcu import missing_tools, run_on_m4
 
@@ -25,7 +25,7 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
     accumulators identical to the host's numpy reference; the fp32 path agrees to float rounding."""
     _, model = hopper_sized_sac(0.98)
     art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
-    int_art = calibrate_on_evaluation(art, episodes=1)
+    int_art = calibrate_held_out(art, episodes=1)
     obs = play(load_policy(art), art, 1, record=True)["observations"][:6]
     m4 = run_on_m4(int_art, obs, tmp_path / "int", integer=True, repeats=10)
     ref = load_policy(int_art, integer=True)

@@ -11,7 +11,7 @@ import pytest
 from nnc4rl.cli import main
 from nnc4rl.export import ArtifactError, artifact_from_sb3, load_policy, save_artifact
 from nnc4rl.export.bench import atari_dqn, hopper_sized_sac
-from nnc4rl.export.closed_loop import calibrate_on_evaluation, play
+from nnc4rl.export.closed_loop import calibrate_held_out, play
 from nnc4rl.export.integer import integer_plan
 from nnc4rl.export.onnx_export import (
     OnnxPolicy,
@@ -47,7 +47,7 @@ def sac(tmp_path_factory):
         root = tmp_path_factory.mktemp("onnx_int_sac")
         _, model = hopper_sized_sac(0.98)
         art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
-        int_art = calibrate_on_evaluation(art, episodes=2)
+        int_art = calibrate_held_out(art, episodes=2)
         obs = play(load_policy(art), art, 2, record=True)["observations"]  # the calibration set
         save_onnx(int_art, root / "int.onnx", integer=True)
         _CACHE["sac"] = {"art": art, "int": int_art, "obs": obs, "path": root / "int.onnx"}

@@ -31,11 +31,11 @@ def register(subparsers) -> None:
     p.add_argument("--bits", type=int, default=None, choices=range(2, 9), metavar="B",
                    help="grid bit width (default: from summary.json, else detected)")  # fmt: skip
     p.add_argument("--integer", action="store_true",
-                   help="full-integer path: int8 activations calibrated on the policy's own "
-                   "evaluation episodes (npz: stores the scales; onnx: integer operators; c: int8/int32 "
+                   help="full-integer path: int8 activations calibrated on held-out episodes "
+                   "(reset seeds disjoint from the evaluation's; npz: stores the scales; onnx: integer operators; c: int8/int32 "
                    "code)")  # fmt: skip
     p.add_argument("--calibration-episodes", type=positive_int, default=3, metavar="N",
-                   help="paired evaluation episodes played to calibrate (default 3)")  # fmt: skip
+                   help="held-out episodes played to calibrate (default 3)")  # fmt: skip
     p.add_argument("--env", default=None, help="env id (default: the run's summary.json)")
     p.add_argument("--seed", type=int, default=None,
                    help="the run's seed, for the evaluation seeds (default: the run's)")  # fmt: skip
@@ -61,9 +61,9 @@ def run_export(args: argparse.Namespace) -> int:
     prefix = check_prefix(args.prefix or DEFAULT_PREFIX)
     art = artifact_from_path(args.source, args.bits)
     if args.integer and art.integer is None:
-        from nnc4rl.export.closed_loop import calibrate_on_evaluation
+        from nnc4rl.export.closed_loop import calibrate_held_out
 
-        art = calibrate_on_evaluation(art, args.calibration_episodes, args.env, args.seed)
+        art = calibrate_held_out(art, args.calibration_episodes, args.env, args.seed)
     try:
         if args.format == "npz":
             written = [(args.out, save_artifact(art, args.out))]

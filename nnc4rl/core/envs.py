@@ -5,6 +5,10 @@ with seed :func:`evaluation_seeds` ``(seed, n)[i]``, so a network's score does n
 was evaluated before, and all points of a run, runs of the same seed and the exported policies
 of a run compare paired (episode by episode).
 
+*Held-out calibration.* The integer path's activation scales are calibrated on other episodes,
+reset with :func:`calibration_seeds`, so a policy's closed-loop return is never scored on the
+states it was calibrated on.
+
 gymnasium, ale-py and SB3's env helpers are imported inside the functions: importing this module
 costs nothing.
 """
@@ -14,6 +18,9 @@ from __future__ import annotations
 from nnc4rl.core.config import ConfigError
 
 EVAL_SEED_OFFSET = 10_000
+# Calibration episodes start 10 000 seeds above the evaluation's: the two sets of one run are
+# disjoint for any run with fewer than 10 000 evaluation episodes.
+CALIBRATION_SEED_OFFSET = 20_000
 
 
 def is_atari(env_id: str) -> bool:
@@ -33,6 +40,12 @@ def evaluation_seeds(seed: int, episodes: int) -> list[int]:
     """Reset seed of each evaluation episode of a run of ``seed``: the same at every evaluation
     and for every run of that seed, so all evaluations are paired comparisons."""
     return [seed + EVAL_SEED_OFFSET + i for i in range(episodes)]
+
+
+def calibration_seeds(seed: int, episodes: int) -> list[int]:
+    """Reset seed of each episode the integer path of a run of ``seed`` is calibrated on:
+    disjoint from :func:`evaluation_seeds` ``(seed, n)`` for every ``n < 10_000``."""
+    return [seed + CALIBRATION_SEED_OFFSET + i for i in range(episodes)]
 
 
 def make_envs(env_id: str, seed: int = 0, n_envs: int = 1):

@@ -11,12 +11,12 @@ May import: :mod:`nnc4rl.core`, :mod:`nnc4rl.compress`.
 
 Typical use::
 
-    from nnc4rl.export import artifact_from_path, calibrate_on_evaluation, save_artifact
+    from nnc4rl.export import artifact_from_path, calibrate_held_out, save_artifact
 
     art = artifact_from_path("runs/hopper")          # run folder, model.zip or .npz
     save_artifact(art, "hopper.npz")                  # format: nnc4rl/export/FORMAT.md
     policy = load_policy("hopper.npz")                # .predict(obs) like an SB3 model
-    art_int = calibrate_on_evaluation(art)            # full-integer path (int8 activations)
+    art_int = calibrate_held_out(art)            # full-integer path (int8 activations)
     int_policy = load_policy(art_int, integer=True)
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnc4rl.export.closed_loop import calibrate_on_evaluation, evaluation_seeds, play
+from nnc4rl.export.closed_loop import calibrate_held_out, evaluation_seeds, play
 from nnc4rl.export.codec import load_artifact, save_artifact
 from nnc4rl.export.inference import ArtifactPolicy, Policy
 from nnc4rl.export.integer import IntegerPolicy, calibrate
@@ -58,7 +58,7 @@ __all__ = [
     "artifact_from_path",
     "artifact_from_sb3",
     "calibrate",
-    "calibrate_on_evaluation",
+    "calibrate_held_out",
     "evaluation_seeds",
     "load_artifact",
     "load_policy",

@@ -3,8 +3,9 @@
 Episode ``i`` of a run's evaluation resets the evaluation env with seed
 :func:`evaluation_seeds` ``(seed, episodes)[i]`` (``seed + 10_000 + i``), so the trained network,
 its weight-only export and its full-integer export all play the same episodes, and their returns
-can be compared episode by episode. The same episodes supply the observations the integer
-path's activation scales are calibrated on. The table of every stored run's integer policy
+can be compared episode by episode. The integer path's activation scales are calibrated on
+held-out episodes (reset seeds :func:`calibration_seeds`, disjoint from the evaluation's), so
+its closed-loop return is not scored on its own calibration data. The table of every stored run's integer policy
 (an analysis of the run store) is :mod:`nnc4rl.study.closed_loop`.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nnc4rl.core.envs import evaluation_seeds, make_envs
+from nnc4rl.core.envs import calibration_seeds, evaluation_seeds, make_envs
 from nnc4rl.export.model import Artifact, ArtifactError
 
 CALIBRATION_EPISODES = 3  # what `nnc4rl export --integer` calibrates on by default
@@ -31,17 +32,18 @@ def _env_and_seed(art: Artifact, env: str | None, seed: int | None) -> tuple[str
 
 def play(
     policy, art: Artifact, episodes: int, env: str | None = None, seed: int | None = None,
-    record: bool = False, max_steps: int = 100_000,
+    record: bool = False, max_steps: int = 100_000, held_out: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Play the paired evaluation episodes with ``policy`` (anything with SB3's ``predict``).
 
     :param env: gymnasium id (default: the artifact's ``info.env``).
     :param seed: the run's seed (default: ``info.seed``, else 0).
     :param record: also return every observation seen, ``(N, *obs_env_shape)``.
+    :param held_out: play the calibration episodes (:func:`calibration_seeds`) instead.
     :returns: ``returns`` and ``lengths`` per episode, ``seeds``, and ``observations``.
     """
     env, seed = _env_and_seed(art, env, seed)
-    seeds = evaluation_seeds(seed, episodes)
+    seeds = (calibration_seeds if held_out else evaluation_seeds)(seed, episodes)
     _, venv = make_envs(env, seed)
     returns, lengths, seen = [], [], []
     try:
@@ -65,19 +67,20 @@ def play(
     return out
 
 
-def calibrate_on_evaluation(
+def calibrate_held_out(
     art: Artifact, episodes: int = CALIBRATION_EPISODES, env: str | None = None, seed: int | None = None,
     max_observations: int = 4096,
 ) -> Artifact:  # fmt: skip
-    """Calibrate the integer path on observations from the trained network's own paired
-    evaluation episodes (the weight-only artifact plays them; it computes what was trained).
+    """Calibrate the integer path on observations of held-out episodes (reset seeds
+    :func:`calibration_seeds`, disjoint from the evaluation's) played by the weight-only
+    artifact (it computes what was trained).
 
     :param max_observations: an evenly spaced subset of at most this many is used.
     """
     from nnc4rl.export.inference import ArtifactPolicy
     from nnc4rl.export.integer import calibrate
 
-    run = play(ArtifactPolicy(art), art, episodes, env, seed, record=True)
+    run = play(ArtifactPolicy(art), art, episodes, env, seed, record=True, held_out=True)
     obs = run["observations"]
     if len(obs) > max_observations:
         obs = obs[np.linspace(0, len(obs) - 1, max_observations).astype(int)]
@@ -103,7 +106,7 @@ def integer_vs_trained(
     from nnc4rl.export.integer import IntegerPolicy
 
     if art.integer is None:
-        art = calibrate_on_evaluation(art, calibration_episodes, env, seed)
+        art = calibrate_held_out(art, calibration_episodes, env, seed)
     trained = play(ArtifactPolicy(art), art, episodes, env, seed, record=True)
     integer = play(IntegerPolicy(art), art, episodes, env, seed)
     obs = trained.pop("observations")

@@ -76,7 +76,7 @@ def closed_loop_table(
     rounding; in chaotic dynamics that rounding alone moves an episode's return by a few
     percent, ``artifact_max_episode_diff``, from the stored ``qat_end`` return,
     ``trained_return``) and by the
-    full-integer policy calibrated on the first ``calibration_episodes`` of them, as
+    full-integer policy calibrated on ``calibration_episodes`` held-out episodes, as
     ``nnc4rl export --integer`` does (``integer_return``). Returns are means over the episodes;
     ``integer_minus_trained`` is the mean per-episode difference. ``action_error_max`` /
     ``_mean``: |integer - artifact| action (env units) on the artifact's own states (SAC);

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnc4rl.study.pilot import first_plateau, late_gain, mean_curve, plateau_table
+from nnc4rl.study.pilot import (
+    candidate_step,
+    first_plateau,
+    late_gain,
+    mean_curve,
+    pilot_reading,
+    plateau_table,
+)
 
 
 def _curves(fn, seeds=(0, 1), last=400_000, every=10_000) -> pd.DataFrame:
@@ -36,3 +43,37 @@ def test_the_first_plateau_is_where_the_late_gain_drops_below_the_tolerance():
 
 def test_a_curve_that_keeps_rising_has_no_plateau():
     assert first_plateau(plateau_table(_curves(lambda t, s: t / 100))) is None
+
+
+def _env_curves(fn, **kw) -> pd.DataFrame:
+    return _curves(fn, **kw).assign(env="Hopper-v4")
+
+
+def test_the_reading_names_the_plateau_and_the_study_T():
+    # flat from 150k: the first plateau is 200k (previous test); a study at 200k is "the plateau"
+    curves = _env_curves(lambda t, s: min(t, 150_000) / 150)
+    lines = pilot_reading(curves, study_T=200_000)
+    assert lines[0] == ("Pilot: dense fp32 on Hopper-v4, 2 seed(s) (0, 1), evaluated every "
+                        "10,000 env steps to 400,000.")  # fmt: skip
+    assert "first at T = 200,000." in lines[2]
+    assert "uses T = 200,000, the first plateau;" in lines[3]
+    assert "still changes by +0.0 %" in lines[3]
+
+
+def test_a_study_below_the_plateau_says_it_was_chosen_by_budget_with_the_slope():
+    curves = _env_curves(lambda t, s: t / 100)  # rises forever: 1 per 100 steps
+    lines = pilot_reading(curves, study_T=100_000, study_hours=14.2)
+    assert "no plateau within the pilot" in lines[2]
+    # T = 100k: m(T) = mean over (90k, 100k] = 1000, m(80k) = 800: +20 %, +100 per 10k steps
+    assert (
+        "uses T = 100,000, below the plateau: the largest T this machine affords (its runs: "
+        "about 14.2 h with 2 workers); there the smoothed mean return is 1000 and still "
+        "changes by +20.0 % over the last 0.2 T (+100 per 10,000 env steps)."
+    ) in lines[3]
+    assert pilot_reading(curves)[-1] == "No study of this profile uses Hopper-v4 yet."
+    assert pilot_reading(curves.iloc[:0]) == ["No pilot run is stored yet."]
+
+
+def test_candidates_are_an_eighth_of_the_pilot_on_its_grid():
+    assert candidate_step(_curves(lambda t, s: 0.0)) == 50_000
+    assert candidate_step(_curves(lambda t, s: 0.0, last=1000, every=100)) == 100

@@ -38,10 +38,13 @@ def test_paper_is_the_papers_protocol():
 
 def test_smoke_touches_every_code_path():
     groups = load_profile("smoke").groups
-    assert {g.figure for g in groups} == {"fig4", "fig5", "fig6"}
+    assert {g.figure for g in groups} == {"fig4", "fig5", "fig6", "pilot"}
     assert {a for g in groups for a in g.archs} == {"mlp", "cnn", "impala-authors"}
-    assert all(g.quantize and len([s for s in g.sparsities if s > 0]) >= 2 for g in groups)
+    figures = [g for g in groups if g.figure != "pilot"]
+    assert all(g.quantize and len([s for s in g.sparsities if s > 0]) >= 2 for g in figures)
     assert all(g.label for g in groups)
+    (pilot,) = load_profile("smoke").select("pilot")  # the pilot notebook's path: dense, 2 seeds
+    assert pilot.sparsities == (0.0,) and not pilot.quantize and pilot.seeds == 2
 
 
 def test_mini_is_the_cpu_study():
@@ -147,7 +150,7 @@ def test_good_profile_from_a_folder_or_the_environment(tmp_path, monkeypatch):
 def test_select_takes_one_env_or_a_list_and_names_unknown_ones():
     smoke = load_profile("smoke")
     assert [g.envs for g in smoke.select("fig4", "Hopper-v4")] == [("Hopper-v4",)]
-    assert smoke.select(None, ["PongNoFrameskip-v4"]) == list(smoke.groups[1:])
+    assert smoke.select(None, ["PongNoFrameskip-v4"]) == list(smoke.groups[1:3])
     assert smoke.select("fig5", []) == [smoke.groups[1]]
     with pytest.raises(ConfigError, match=r"env='NoSuchEnv-v0' is not in profile smoke \(fig4\): "
                                           r"choose from Hopper-v4$"):  # fmt: skip

@@ -66,3 +66,74 @@ def first_plateau(table: pd.DataFrame) -> int | None:
     (``None``: it still improves at every candidate)."""
     hit = table[table["stopped"]]
     return int(hit["T"].iloc[0]) if len(hit) else None
+
+
+def candidate_step(curves: pd.DataFrame) -> int:
+    """The spacing of candidate ``T`` values: an eighth of the pilot's length, on its evaluation
+    grid (at least one evaluation apart)."""
+    steps = np.sort(curves["step"].unique())
+    every = int(np.min(np.diff(steps))) if len(steps) > 1 else int(steps.max())
+    return max(every, int(round(steps.max() / 8 / every)) * every)
+
+
+def slope(curve: pd.Series, T: int, per: int = 10_000) -> float:
+    """Rise of the smoothed mean return over the last 0.2 T, per ``per`` env steps."""
+    end, start = smoothed(curve, T, T), smoothed(curve, int(round(0.8 * T)), T)
+    return (end - start) / (0.2 * T) * per
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{100 * x:+.1f} %"
+
+
+def pilot_reading(
+    curves: pd.DataFrame, study_T: int | None = None, study_hours: float | None = None,
+    tolerance: float = PLATEAU_TOLERANCE,
+) -> list[str]:  # fmt: skip
+    """Sentences on a pilot, each computed from its curves: the late gain per candidate ``T``,
+    the first plateau, and how the study's ``T`` relates to it.
+
+    :param curves: :func:`nnc4rl.study.results.load_curves` rows of one env's pilot runs.
+    :param study_T: the ``T`` the profile's study of that env uses (``None``: none yet).
+    :param study_hours: that study's estimated wall time (hours), said when ``T`` is below the
+        plateau, where affordability is what chose it.
+    """
+    if curves.empty:
+        return ["No pilot run is stored yet."]
+    env, seeds = curves["env"].iloc[0], sorted(curves["seed"].unique())
+    curve = mean_curve(curves)
+    step = candidate_step(curves)
+    table = plateau_table(curves, step, tolerance)
+    every = int(np.min(np.diff(curve.index))) if len(curve) > 1 else int(curve.index.max())
+    out = [f"Pilot: dense fp32 on {env}, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), "
+           f"evaluated every {every:,} env steps to {int(curve.index.max()):,}."]  # fmt: skip
+    gains = "; ".join(f"{int(r.T):,}: {_pct(r.late_gain)}" for r in table.itertuples())
+    out.append("Late gain (rise of the seed-mean return over the last 0.2 T, in % of its value "
+               f"at T): {gains}.")  # fmt: skip
+    plateau = first_plateau(table)
+    if plateau is None:
+        out.append(f"The curve still rises by {100 * tolerance:.0f} % or more over the last 0.2 T "
+                   f"at every candidate T up to {int(table['T'].max()):,}: no plateau within the pilot.")  # fmt: skip
+    else:
+        out.append(f"It has nearly stopped improving (late gain under {100 * tolerance:.0f} %) "
+                   f"first at T = {plateau:,}.")  # fmt: skip
+    if study_T is None:
+        out.append(f"No study of this profile uses {env} yet.")
+        return out
+    if plateau is not None and study_T == plateau:
+        why = "the first plateau"
+    elif plateau is not None and study_T > plateau:
+        why = f"past the first plateau ({plateau:,})"
+    else:
+        cost = f" (its runs: about {study_hours:.1f} h with 2 workers)" if study_hours else ""
+        why = f"below the plateau: the largest T this machine affords{cost}"
+    gain = late_gain(curve, study_T)
+    if not np.isfinite(gain):
+        where = ("beyond the pilot's last evaluation" if study_T > curve.index.max()
+                 else "where the pilot's evaluations are too sparse for a late gain")  # fmt: skip
+        out.append(f"The {env} study uses T = {study_T:,}, {why}, {where}.")
+        return out
+    out.append(f"The {env} study uses T = {study_T:,}, {why}; there the smoothed mean return is "
+               f"{smoothed(curve, study_T, study_T):.0f} and still changes by {_pct(gain)} over "
+               f"the last 0.2 T ({slope(curve, study_T):+.0f} per 10,000 env steps).")  # fmt: skip
+    return out

@@ -240,6 +240,48 @@ def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
+def pilot_curves(curves: pd.DataFrame, title: str, study_T: int | None = None) -> plt.Figure:
+    """The pilot that chooses a study's ``T``: left, the dense learning curves (thin: each seed;
+    thick: the seed mean with its Student-t 95 % band) with the first plateau and the study's
+    ``T`` marked; right, the late gain of :mod:`nnc4rl.study.pilot` per candidate ``T`` against
+    its tolerance.
+
+    :param curves: :func:`nnc4rl.study.results.load_curves` rows of one env's pilot runs.
+    """
+    from nnc4rl.study import pilot
+
+    with sns.axes_style("ticks"):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.6))
+    if not curves.empty:
+        style = STYLE["dense"] | {"linestyle": "-"}
+        for _, seed_curve in curves.groupby("seed"):
+            left.plot(seed_curve["step"], seed_curve["return_mean"], color=style["color"],
+                      alpha=0.3, linewidth=0.7)  # fmt: skip
+        sns.lineplot(data=curves, x="step", y="return_mean", ax=left, errorbar=_t_errorbar,
+                     color=style["color"], label=f"dense fp32 ({count(curves['seed'].nunique(), 'seed')})")  # fmt: skip
+        table = pilot.plateau_table(curves, pilot.candidate_step(curves))
+        plateau = pilot.first_plateau(table)
+        marks = [(plateau, "first plateau", "0.3"), (study_T, "study T", "tab:red")]
+        for x, name, color in marks:
+            if x is not None:
+                left.axvline(x, color=color, linestyle="--", linewidth=1, label=f"{name}: {x:,}")
+        right.plot(table["T"], 100 * table["late_gain"], marker="o", color=style["color"])
+        right.axhline(100 * pilot.PLATEAU_TOLERANCE, color="0.3", linestyle=":",
+                      label=f"tolerance {100 * pilot.PLATEAU_TOLERANCE:.0f} %")  # fmt: skip
+        if study_T is not None:
+            right.axvline(study_T, color="tab:red", linestyle="--", linewidth=1)
+        right.legend(fontsize=7)
+        left.legend(fontsize=7, loc="lower right")
+    for ax in (left, right):
+        _steps_axis(ax)
+    left.set_ylabel("evaluation return")
+    right.set_xlabel("candidate T (env steps)")
+    right.set_ylabel("late gain: rise over the last 0.2 T (% of return at T)")
+    right.yaxis.label.set_size(8)
+    _suptitle(fig, title)
+    return fig
+
+
 def compression_ratios(runs: pd.DataFrame, title: str) -> plt.Figure:
     """Nominal compression ratio (the paper's ``(32 / bits) / (1 - sparsity)``: non-zero values
     only) beside the real stored ratio of the quantized network (the deployment artifact: values,

@@ -19,6 +19,7 @@ from nnc4rl.study.readings import (
     NOT_MEASURABLE,
     UNDECIDED,
     WITHOUT_LOSS,
+    control_notes,
 )
 
 SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
@@ -238,3 +239,21 @@ def test_shared_start_finds_runs_of_a_seed_that_differ_before_pruning():
     assert "E seed 1: 2 groups of 2, 1 runs" in readings.provenance_sentence(curves)
     same = curves[curves["seed"] == 0]
     assert readings.provenance_sentence(same).startswith("Every seed's runs share their start")
+
+
+def test_control_notes_on_hand_computed_runs():
+    # no luck and no noise: every seed returns 1000 at T; int4 QAT 950, pruned 1.2 T 1050
+    runs = synthetic_runs(sparsities=(0.0, 0.5, 0.9), seeds=3, seed_sd=0.0, noise=0.0,
+                          extra_gain=0.05, controls_at=(0.9,), int4_at=(0.9,), ptq=True)  # fmt: skip
+    hit = (runs["variant"] == "pruned + PTQ int8") & (runs["sparsity"] == 0.5) & (runs["seed"] == 2)
+    runs.loc[hit, "return_mean"] = 800.0
+    int4, ptq = control_notes(runs)
+    # (950 - 1050) / 1050 = -9.5 % on every seed: a zero-width interval below -5 %
+    assert int4 == ("HalfCheetah-v4, sparsity 0.9: 4-bit QAT minus the same sparsity fine-tuned "
+                    "as long without QAT (pruned, 1.2 T; 3 paired seeds): -9.5% [-9.5%, -9.5%] "
+                    "of it, loss (a loss of 9.5% to 9.5% (95 %)).")  # fmt: skip
+    assert ptq == ("HalfCheetah-v4: PTQ int8 (the network at T rounded to 8 bits, no training) "
+                   "keeps every seed within 10% of its fp32 return at 0, 0.9; at 0.5 seed 2 "
+                   "loses 20%.")  # fmt: skip
+    runs.loc[hit, "return_mean"] = 950.0  # 5 %: within the 10 % a seed may lose unnamed
+    assert len(control_notes(runs)) == 1

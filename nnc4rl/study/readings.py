@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from nnc4rl.study import stats
-from nnc4rl.study.results import _main_run_rows, summarize
+from nnc4rl.study.results import _main_run_rows, max_loss, summarize
 
 TOLERANCE = 0.05
 MIN_SEEDS = 2
@@ -318,6 +318,57 @@ def figure_reading(runs: pd.DataFrame, label: str = "", tolerance: float = TOLER
                         "pruned + quantized", ref)  # fmt: skip
             if not c.empty:
                 out.append(f"  pruned + quantized vs {ref} (paired, {note}): {_gain_list(c)}.")
+    if not pipeline:
+        out += [f"  {line}" for line in control_notes(runs, tolerance)]
+    return out
+
+
+PTQ_DROP = 0.10  # a seed whose PTQ return is this much below its fp32 network at T is named
+
+
+def control_notes(runs: pd.DataFrame, tolerance: float = TOLERANCE) -> list[str]:
+    """Sentences on the controls a summary table does not spell out, computed from ``runs``:
+
+    * 4-bit QAT against the equal-length fp32 control of the same sparsity ("pruned, 1.2 T",
+      same seeds, trained as long): what 4 bits cost beyond pruning;
+    * PTQ int8 against the fp32 network it rounds (at T), seed by seed: the sparsities where a
+      seed loses more than :data:`PTQ_DROP`, with the seeds named.
+    """
+    out = []
+    for _, r in compare(runs, "pruned + quantized (int4)", "pruned, 1.2 T").iterrows():
+        verdict = loss_verdict(r["n"], r["low"], r["high"], r["ref_mean"], tolerance=tolerance)
+        scale = abs(r["ref_mean"])
+        bound = (f"a loss of {-r['high'] / scale:.1%} to {-r['low'] / scale:.1%} (95 %)"
+                 if verdict == LOSS else loss_bound(max_loss(r["low"], r["ref_mean"])))  # fmt: skip
+        out.append(
+            f"{r['env']}, sparsity {r['sparsity']:g}: 4-bit QAT minus the same sparsity fine-tuned "
+            f"as long without QAT (pruned, 1.2 T; {count(r['n'], 'paired seed')}): "
+            f"{r['diff'] / scale:+.1%} {pct_interval(r['low'] / scale, r['high'] / scale)} of it, "
+            f"{verdict} ({bound})."
+        )
+    for env, e in _main_run_rows(runs).groupby("env", sort=True):
+        named, fine = [], []
+        for s in sorted(e["sparsity"].unique()):
+            base, ptq = ("dense", "dense + PTQ int8") if s == 0 else ("pruned", "pruned + PTQ int8")
+            at = e[e["sparsity"] == s]
+            fp, q = ({int(k): float(v) for k, v in at.loc[at["variant"] == name, ["seed", "return_mean"]].to_numpy()}
+                     for name in (base, ptq))  # fmt: skip
+            seeds = sorted(set(fp) & set(q))
+            if not seeds:
+                continue
+            rel = {k: (q[k] - fp[k]) / abs(fp[k]) for k in seeds if fp[k]}
+            bad = {k: v for k, v in rel.items() if v < -PTQ_DROP}
+            if bad:
+                who = "seed" if len(bad) == 1 else "seeds"
+                verb = "loses" if len(bad) == 1 else "lose"
+                named.append(f"at {s:g} {who} {', '.join(map(str, bad))} {verb} "
+                             f"{', '.join(f'{-v:.0%}' for v in bad.values())}")  # fmt: skip
+            else:
+                fine.append(s)
+        if named:
+            out.append(f"{env}: PTQ int8 (the network at T rounded to 8 bits, no training) keeps "
+                       f"every seed within {PTQ_DROP:.0%} of its fp32 return at "
+                       f"{fmt_values(fine) or 'no sparsity'}; {'; '.join(named)}.")  # fmt: skip
     return out
 
 

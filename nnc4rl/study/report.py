@@ -20,6 +20,7 @@ from nnc4rl.core.config import ConfigError, Parser
 from nnc4rl.runs.profiles import FIGURES, Profile, load_profile
 from nnc4rl.study.claims import claims_table
 from nnc4rl.study.readings import (
+    control_notes,
     definition,
     figure_labels,
     is_pipeline_check,
@@ -238,6 +239,8 @@ def results_section(profile: str = "mini", figure: str = "fig4", data=None) -> s
         controls = controls_table(e, check)
         if not controls.empty:
             out += [f"*{env}, controls and other bit widths*", "", _markdown(controls), ""]
+    if not check and (notes := control_notes(fig_runs)):
+        out += ["**What the tables leave out.**", "", *[f"- {line}" for line in notes], ""]
     claims = claims_table(runs, labels)[["claim", "paper", "ours", "verdict"]]
     out += ["**The paper's headline claims** (`notebooks/claims.ipynb` gives the reason for "
             "each verdict):", "", _markdown(claims), "", END]  # fmt: skip

@@ -41,12 +41,17 @@ def shipped_policies(profile: str = PROFILE) -> list[Path]:
 
 
 def _checked() -> list[Path]:
-    """The least and the most compressed run and one between, and the most compressed run
-    that records its machine's fingerprint (exact wherever this machine matches it)."""
-    runs = shipped_policies()
-    picks = [runs[i] for i in sorted({0, len(runs) // 2, len(runs) - 1})] if runs else []
-    recorded = [f for f in runs if "platform" in json.loads((f / "summary.json").read_text())]
-    return list(dict.fromkeys(picks + recorded[-1:]))
+    """Per env: the least and the most compressed run and one between, and the most compressed
+    run that records its machine's fingerprint (exact wherever this machine matches it)."""
+    by_env: dict[str, list[Path]] = {}
+    for f in shipped_policies():
+        by_env.setdefault(json.loads((f / "summary.json").read_text())["env"], []).append(f)
+    picks = []
+    for runs in by_env.values():
+        picks += [runs[i] for i in sorted({0, len(runs) // 2, len(runs) - 1})]
+        recorded = [f for f in runs if "platform" in json.loads((f / "summary.json").read_text())]
+        picks += recorded[-1:]
+    return list(dict.fromkeys(picks))
 
 
 def test_the_study_ships_policies():

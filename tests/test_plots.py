@@ -56,17 +56,22 @@ def test_a_figure_without_runs_says_so():
 def test_sparsity_returns_draws_every_seed_and_t_intervals():
     runs = synthetic_runs(seeds=4, sparsities=(0.0, 0.5, 0.9), controls_at=(0.9,))
     fig = plots.sparsity_returns(runs, "Figure 4 (mini profile: T = 1,000, 4 seed(s))")
-    ax = fig.axes[0]
-    # one point per run and evaluation point (a control's repeated T point is not drawn twice):
-    # 3 sparsities x (T, QAT) + the control at 0.9 + dense fine-tuned to 1.2 T, for 4 seeds
-    n_points = 4 * (3 * 2 + 1 + 1)
-    assert (
-        sum(len(c.get_offsets()) for c in ax.collections if type(c).__name__ == "PathCollection")
-        == n_points
-    )
-    labels = [t.get_text() for t in ax.get_legend().texts]  # one legend, beside panel 1
-    assert {"pruned", "pruned + quantized", "dense", "quantized only", "pruned, 1.2 T",
-            "dense, 1.2 T"} <= set(labels)  # fmt: skip
+    ax, controls = fig.axes
+
+    def points(a) -> int:
+        return sum(
+            len(c.get_offsets()) for c in a.collections if type(c).__name__ == "PathCollection"
+        )
+
+    # the paper's panel: one point per run and evaluation point (a control's repeated T point is
+    # not drawn twice): 3 sparsities x (T, QAT) + dense fine-tuned to 1.2 T, for 4 seeds
+    assert points(ax) == 4 * (3 * 2 + 1)
+    labels = [t.get_text() for t in ax.get_legend().texts]
+    assert labels == ["pruned", "pruned + quantized", "quantized only", "dense", "dense, 1.2 T"]
+    # the controls beside it: the control at 0.9 with QAT (0.5, 0.9) and the dense reference
+    assert points(controls) == 4 * (1 + 2 + 1)
+    assert [t.get_text() for t in controls.get_legend().texts] == [
+        "pruned + quantized", "pruned, 1.2 T", "dense, 1.2 T"]  # fmt: skip
     # error bars of the pruned line span the t interval of its seeds at 0.5
     seg = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     spans = {tuple(np.round(sorted(s[:, 1]), 6)) for c in seg for s in c.get_segments()}
@@ -129,11 +134,11 @@ def test_aggregate_estimates_match_stats():
     )
     fig = plots.aggregate(runs, "agg", n_boot=200)
     left, right = fig.axes[:2]
-    labels = [t.get_text() for t in left.get_yticklabels()]
-    assert labels[:2] == ["pruned", "pruned + quantized"]
-    poi = [t.get_text() for t in right.get_yticklabels()]
-    assert "P(pruned + quantized > pruned)" in poi
-    estimate = float(right.texts[poi.index("P(pruned + quantized > pruned)")].get_text().split()[0])
+    # each row's label: the name, then the estimate and its tasks on a second line
+    labels = [t.get_text().split("\n") for t in left.get_yticklabels()]
+    assert [name for name, _ in labels[:2]] == ["pruned", "pruned + quantized"]
+    poi = dict(t.get_text().split("\n") for t in right.get_yticklabels())
+    estimate = float(poi["P(pruned + quantized > pruned)"].split()[0])
     assert estimate > 0.9  # +2 % of dense against noise 2: QAT wins nearly every pair
     pq, pr = (
         runs[(runs["variant"] == v) & (runs["sparsity"] > 0)]
@@ -150,12 +155,12 @@ def test_aggregate_leaves_one_seed_tasks_out_of_the_intervals():
     partial = runs[(runs["sparsity"] < 0.9) | (runs["seed"] == 0)]
     fig = plots.aggregate(partial, "agg", n_boot=200)
     left, right = fig.axes[:2]
-    texts = [t.get_text() for t in left.texts + right.texts]
+    texts = [t.get_text() for ax in (left, right) for t in ax.get_yticklabels()]
     assert any("1 task (1 with 1 seed left out): sparsity 0.5" in t for t in texts)
     # only sparsity 0.9 runs: nothing to resample, the estimate alone and no interval band
     only = runs[(runs["sparsity"] == 0.0) | ((runs["sparsity"] == 0.9) & (runs["seed"] == 0))]
     fig = plots.aggregate(only, "agg", n_boot=200)
-    rows = [t.get_text() for t in fig.axes[0].texts]
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     bands = [line for line in fig.axes[0].lines if line.get_linewidth() == 6]
     assert any("too few seeds for an interval" in t for t in rows)
     # a band for each row with seeds to resample (quantized only, at sparsity 0), none otherwise
@@ -177,3 +182,12 @@ def test_a_redrawn_figure_has_the_same_bytes(tmp_path, monkeypatch):
         contents.append([p.read_bytes() for p in save(fig, "p", "f", root=tmp_path)])
         plt.close(fig)
     assert contents[0] == contents[1]
+
+
+def test_a_wrapped_title_keeps_T_and_its_number_together():
+    fig = plt.figure(figsize=(4, 3))  # 44 characters per line
+    title = "Figure 4, learning curves (mini profile: T = 100,000, 5 seeds; a long label)"
+    for width in range(30, 80):
+        fig.set_figwidth(width / 11)
+        lines = plots._wrap(fig, title).split("\n")
+        assert any("T\u00a0=\u00a0100,000" in line for line in lines), lines

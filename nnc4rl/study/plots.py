@@ -11,6 +11,7 @@ interval of the mean (none with one seed: the seeds alone are drawn). Phases com
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -31,16 +32,30 @@ STYLE = {
     "pruned + quantized": {"color": "tab:red", "linestyle": "-", "marker": "s"},
     "quantized only": {"color": "tab:purple", "linestyle": ":"},
     "dense": {"color": "tab:green", "linestyle": "--"},
-    # controls beyond the paper
-    "pruned, 1.2 T": {"color": "tab:cyan", "linestyle": "--", "marker": "^"},
+    # the equal-length reference of every 1.2 T point
     "dense, 1.2 T": {"color": "tab:olive", "linestyle": "-."},
-    "pruned + quantized (int4)": {"color": "darkred", "linestyle": "-.", "marker": "D"},
-    "quantized only (int4)": {"color": "orchid", "linestyle": "-."},
-    "pruned + PTQ int8": {"color": "tab:orange", "linestyle": ":", "marker": "x"},
-    "pruned + PTQ int4": {"color": "tab:brown", "linestyle": ":", "marker": "x"},
-    "dense + PTQ int8": {"color": "tab:orange", "linestyle": (0, (1, 3))},
-    "dense + PTQ int4": {"color": "tab:brown", "linestyle": (0, (1, 3))},
+    # controls beyond the paper: one series per method, its sparsity-0 point included
+    "pruned, 1.2 T": {"color": "tab:cyan", "linestyle": "--", "marker": "^"},
+    "QAT int4": {"color": "darkred", "linestyle": "-.", "marker": "D"},
+    "PTQ int8": {"color": "tab:orange", "linestyle": ":", "marker": "x"},
+    "PTQ int4": {"color": "tab:brown", "linestyle": ":", "marker": "x"},
 }
+# The tables' names of the control points, and the series of the control panels they belong to.
+SERIES = {
+    "pruned + quantized (int4)": "QAT int4",
+    "quantized only (int4)": "QAT int4",
+    "pruned + PTQ int8": "PTQ int8",
+    "dense + PTQ int8": "PTQ int8",
+    "pruned + PTQ int4": "PTQ int4",
+    "dense + PTQ int4": "PTQ int4",
+}
+# The paper's figure; then the controls; PTQ int4 (returns far below the rest) on its own scale.
+PANELS = (
+    ("the paper's variants", ("pruned", "pruned + quantized", "quantized only", "dense", "dense, 1.2 T")),
+    ("controls: trained as long, 4-bit QAT, PTQ int8", ("pruned + quantized", "pruned, 1.2 T",
+     "QAT int4", "PTQ int8", "dense, 1.2 T")),
+    ("control: PTQ int4 (own scale)", ("PTQ int4", "dense")),
+)  # fmt: skip
 OTHER = {"color": "tab:gray", "linestyle": "-", "marker": "."}
 PHASE_COLORS = {"dense": "#d9ead3", "pruning": "#cfe2f3", "finetune": "#fff2cc", "qat": "#f4cccc"}
 PHASE_NAMES = {"dense": "dense", "pruning": "pruning", "finetune": "fine-tuning", "qat": "QAT"}
@@ -89,7 +104,9 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2):
 
 
 def _wrap(fig: plt.Figure, title: str) -> str:
-    """``title`` wrapped to the figure's width (about 11 characters per inch)."""
+    """``title`` wrapped to the figure's width (about 11 characters per inch), never between
+    ``T``, ``=`` and its number."""
+    title = re.sub(r"\b(T|s_f) = ", "\\1\u00a0=\u00a0", title)
     return textwrap.fill(title, width=int(fig.get_figwidth() * 11))
 
 
@@ -108,74 +125,78 @@ def _suptitle(fig: plt.Figure, title: str) -> None:
     fig.tight_layout()
 
 
-def _legend_outside(axes: list[plt.Axes]) -> None:
-    """One legend, right of the last panel of the first row (panels share their variants)."""
-    handles, labels = {}, []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    if handles:
-        anchor = axes[min(len(axes), 3) - 1]
-        anchor.legend([handles[lab] for lab in labels], labels, fontsize=7, loc="upper left",
-                      bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # fmt: skip
-
-
 def _order(variants) -> list[str]:
+    """The variants present, in :data:`STYLE`'s order of their series (unknown ones last)."""
+    rank = {name: i for i, name in enumerate(STYLE)}
     present = list(dict.fromkeys(variants))
-    return [v for v in STYLE if v in present] + sorted(v for v in present if v not in STYLE)
+    return sorted(present, key=lambda v: (rank.get(SERIES.get(v, v), len(rank)), v))
 
 
 def _short(env: str) -> str:
     return env.replace("NoFrameskip-v4", "")
 
 
+def _panel_legend(ax: plt.Axes) -> None:
+    """The panel's legend below it, two columns: it never covers data or squeezes the panel."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), frameon=False)  # fmt: skip
+
+
 def sparsity_returns(runs: pd.DataFrame, title: str) -> plt.Figure:
-    """Figures 4-6: return against sparsity, one panel per env and network.
+    """Figures 4-6: return against sparsity, one row per env and network: the paper's variants
+    (with the equal-length dense reference), then, where the profile has them, the controls and
+    PTQ int4 (on its own scale, so its low returns do not flatten the rest).
 
     Every seed is a point; a line with bars is the mean and its Student-t 95 % interval.
-    Sparsities are placed evenly (0.95 / 0.98 / 0.99 stay readable); variants at sparsity 0
-    (dense, quantized only, dense controls) are horizontal lines with their interval as a band,
-    their seeds drawn at 0.
+    Sparsities are placed evenly (0.95 / 0.98 / 0.99 stay readable); a variant only at sparsity
+    0 (dense, quantized only, dense 1.2 T) is a horizontal line with its interval as a band, its
+    seeds drawn at 0. Every series keeps its :data:`STYLE` in every panel and figure.
 
     :param runs: :func:`nnc4rl.study.results.load_runs` rows of one figure.
     """
-
     df = _main_run_rows(runs)
-    panels = list(df.groupby(["env", "arch"], sort=True))
+    df = df.assign(series=df["variant"].map(lambda v: SERIES.get(v, v)))
+    rows = list(df.groupby(["env", "arch"], sort=True))
+    present = set(df["series"])
+    panels = [
+        p for k, p in enumerate(PANELS) if k == 0 or present & (set(p[1]) - set(PANELS[0][1]))
+    ]
     with sns.axes_style("whitegrid"):
-        fig, axes = _grid(max(1, len(panels)), width=4.6, height=3.6)
-        fig.set_figwidth(fig.get_figwidth() + 2.0)  # room for the legend
-    for ax, ((env, arch), sub) in zip(axes, panels, strict=False):
+        fig, grid = plt.subplots(max(1, len(rows)), len(panels), squeeze=False,
+                                 figsize=(4.8 * len(panels), 4.4 * max(1, len(rows))))  # fmt: skip
+    for axes, ((env, arch), sub) in zip(grid, rows, strict=False):
         levels = sorted(sub["sparsity"].unique())
         pos = {s: i for i, s in enumerate(levels)}
-        names = _order(sub["variant"])
-        for i, name in enumerate(names):
-            d = sub[sub["variant"] == name]
-            d = d.assign(x=d["sparsity"].map(pos))
-            style = STYLE.get(name, OTHER)
-            dodge = (i - (len(names) - 1) / 2) * 0.06
-            sns.scatterplot(x=d["x"] + dodge, y=d["return_mean"], ax=ax, color=style["color"],
-                            marker=style.get("marker", "o"), s=14, alpha=0.55, linewidth=0,
-                            legend=False)  # fmt: skip
-            if (d["sparsity"] == 0).all():
-                y = d["return_mean"].to_numpy()
-                ax.axhline(y.mean(), color=style["color"], linestyle=style["linestyle"], label=name)
-                lo, hi = stats.t_interval(y)
-                if np.isfinite(lo):
-                    ax.axhspan(lo, hi, color=style["color"], alpha=0.08)
-            else:
-                sns.lineplot(data=d.assign(x=d["x"] + dodge), x="x", y="return_mean", ax=ax,
-                             errorbar=_t_errorbar, err_style="bars", color=style["color"],
-                             linestyle=style["linestyle"], marker=style.get("marker", "o"),
-                             label=name, err_kws={"capsize": 2})  # fmt: skip
-        ax.set_xticks(range(len(levels)), [f"{s:g}" for s in levels])
-        ax.set_xlabel("sparsity")
-        ax.set_ylabel("return")
-        ax.set_title(f"{_short(env)} ({arch})", fontsize=9)
-        ax.get_legend().remove() if ax.get_legend() else None
-    _legend_outside(axes)
+        for ax, (name, series) in zip(axes, panels, strict=True):
+            names = [n for n in series if n in set(sub["series"])]
+            for i, n in enumerate(names):
+                d = sub[sub["series"] == n]
+                d = d.assign(x=d["sparsity"].map(pos))
+                style = STYLE.get(n, OTHER)
+                dodge = (i - (len(names) - 1) / 2) * 0.06
+                sns.scatterplot(x=d["x"] + dodge, y=d["return_mean"], ax=ax, color=style["color"],
+                                marker=style.get("marker", "o"), s=14, alpha=0.55, linewidth=0,
+                                legend=False)  # fmt: skip
+                if (d["sparsity"] == 0).all():
+                    y = d["return_mean"].to_numpy()
+                    ax.axhline(
+                        y.mean(), color=style["color"], linestyle=style["linestyle"], label=n
+                    )
+                    lo, hi = stats.t_interval(y)
+                    if np.isfinite(lo):
+                        ax.axhspan(lo, hi, color=style["color"], alpha=0.08)
+                else:
+                    sns.lineplot(data=d.assign(x=d["x"] + dodge), x="x", y="return_mean", ax=ax,
+                                 errorbar=_t_errorbar, err_style="bars", color=style["color"],
+                                 linestyle=style["linestyle"], marker=style.get("marker", "o"),
+                                 label=n, err_kws={"capsize": 2})  # fmt: skip
+            ax.set_xticks(range(len(levels)), [f"{s:g}" for s in levels])
+            ax.set_xlabel("sparsity")
+            ax.set_ylabel("return")
+            ax.set_title(f"{_short(env)} ({arch}): {name}", fontsize=9)
+            _panel_legend(ax)
     _suptitle(fig, title)
     return fig
 
@@ -219,19 +240,21 @@ def learning_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
     df = df.assign(kind=[_run_kind(q, b, e) for q, b, e in zip(
         df["quantized"], df["bits"], np.broadcast_to(extra, len(df)), strict=True)])  # fmt: skip
     panels = list(df.groupby(["env", "arch", "sparsity"], sort=True))
-    kinds = sorted(df["kind"].unique())
-    palette = dict(zip(kinds, sns.color_palette("dark", len(kinds)), strict=True))
+    series = {"QAT int8 from T": ("quantized only", "pruned + quantized"), "QAT int4 from T":
+              ("QAT int4", "QAT int4"), "no QAT: fine-tuned to 1.2 T": ("dense, 1.2 T",
+              "pruned, 1.2 T"), "no QAT": ("dense", "pruned")}  # fmt: skip
     with sns.axes_style("ticks"):
         fig, axes = _grid(max(1, len(panels)), width=4.2, height=3.0)
     for ax, ((env, arch, s), sub) in zip(axes, panels, strict=False):
         T = int(sub["T"].iloc[0])
         _shade_phases(ax, TrainingPlan(T, final_sparsity=float(s), quantize=True))
         for kind, k in sub.groupby("kind", sort=True):
+            color = STYLE.get(series.get(kind, ("", ""))[s > 0], OTHER)["color"]
             for _, seed_curve in k.groupby("run_id"):
-                ax.plot(seed_curve["step"], seed_curve["return_mean"], color=palette[kind],
+                ax.plot(seed_curve["step"], seed_curve["return_mean"], color=color,
                         alpha=0.25, linewidth=0.7)  # fmt: skip
             sns.lineplot(data=k, x="step", y="return_mean", ax=ax, errorbar=_t_errorbar,
-                         color=palette[kind], label=f"{kind} ({count(k['seed'].nunique(), 'seed')})")  # fmt: skip
+                         color=color, label=f"{kind} ({count(k['seed'].nunique(), 'seed')})")  # fmt: skip
         _steps_axis(ax)
         ax.set_ylabel("return")
         ax.set_title(f"{_short(env)} ({arch}), sparsity {s:g}", fontsize=9)
@@ -368,7 +391,9 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
             kept, note = enough({k: (v,) for k, v in by_task.items()})
             tasks = [v for (v,) in kept.values()]
             lo, hi = stats.stratified_bootstrap_ci(tasks, n_boot=n_boot)
-            where = "sparsity " + ", ".join(f"{x:g}" for x in sorted({k[-1] for k in kept}))
+            at = sorted({k[-1] for k in kept})
+            where = "sparsity " + (", ".join(f"{x:g}" for x in at) if len(at) <= 3
+                                   else f"{at[0]:g}-{at[-1]:g}")  # fmt: skip
             iqm_rows.append((name, stats.iqm(tasks), lo, hi, f"{note}: {where}"))
     pq = per_seed(runs, "pruned + quantized")
     poi_rows = []
@@ -387,20 +412,15 @@ def aggregate(runs: pd.DataFrame, title: str, n_boot: int = 2000) -> plt.Figure:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(iqm_rows), 3) + 2))
     for ax, rows, xlabel in ((left, iqm_rows, "IQM of return / same seed's dense return"),
                              (right, poi_rows, "probability of improvement")):  # fmt: skip
-        for i, (name, est, lo, hi, tasks) in enumerate(rows):
-            color = STYLE.get(name, OTHER)["color"] if ax is left else "tab:red"
+        for i, (name, est, lo, hi, _) in enumerate(rows):
+            color = STYLE.get(SERIES.get(name, name), OTHER)["color"] if ax is left else "tab:red"
             if np.isfinite(lo):
                 ax.plot([lo, hi], [i, i], color=color, linewidth=6, alpha=0.35,
                         solid_capstyle="butt")  # fmt: skip
             ax.plot([est], [i], marker="|", markersize=14, color=color)
-            ax.text(
-                est,
-                i + 0.3,
-                f"{est:.3f} ({tasks})",
-                ha="center",
-                fontsize=7,
-            )
-        ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+        # the estimate and its tasks as a second tick-label line: never over a bar
+        ax.set_yticks(range(len(rows)), [f"{r[0]}\n{r[1]:.3f} ({r[4]})"
+                                         for r in rows], fontsize=7)  # fmt: skip
         ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel)

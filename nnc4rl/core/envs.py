@@ -15,6 +15,8 @@ costs nothing.
 
 from __future__ import annotations
 
+import warnings
+
 from nnc4rl.core.config import ConfigError
 
 EVAL_SEED_OFFSET = 10_000
@@ -48,6 +50,25 @@ def calibration_seeds(seed: int, episodes: int) -> list[int]:
     return [seed + CALIBRATION_SEED_OFFSET + i for i in range(episodes)]
 
 
+class MujocoWarning(UserWarning):
+    """A warning of the MuJoCo library (e.g. HalfCheetah's deprecated ``settotalmass``)."""
+
+
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's :mod:`warnings` (shown once per message).
+
+    MuJoCo's default handler prints every warning and appends it to ``MUJOCO_LOG.TXT`` in the
+    working folder; HalfCheetah's XML triggers one at every env creation, so a notebook that
+    plays 50 stored policies carried 300 copies and the work tree a stray log file.
+    """
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(
+            lambda msg: warnings.warn(f"MuJoCo: {msg}", MujocoWarning, stacklevel=1)
+        )
+
+
 def make_envs(env_id: str, seed: int = 0, n_envs: int = 1):
     """Training and evaluation VecEnvs of a run of ``seed`` on ``env_id``. Atari: the standard DQN
     preprocessing and 4-frame stack; its evaluation env plays whole games (no life-loss terminal)
@@ -61,6 +82,7 @@ def make_envs(env_id: str, seed: int = 0, n_envs: int = 1):
     from stable_baselines3.common.vec_env import VecFrameStack
 
     gym.register_envs(ale_py)
+    _route_mujoco_warnings()
     if is_atari(env_id):
         train = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed), 4)
         evaluation = VecFrameStack(

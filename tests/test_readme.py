@@ -98,3 +98,39 @@ def test_the_integer_closed_loop_sentence_is_the_shipped_table():
     for (_, r), x in zip(beyond.iterrows(), rel[beyond.index], strict=True):
         assert f"{100 * x:+.1f} %" in text, (r["run_id"], x)
         assert f"{r['artifact_max_episode_diff']:,.0f}".replace(",", " ") in text, r["run_id"]
+
+
+def test_readme_main_c_builds_against_an_integer_export_and_runs(tmp_path):
+    """The README's ``main.c`` compiles against ``nnc4rl export --format c --integer --prefix
+    hopper`` output with the strict flags and runs."""
+    import shutil
+    import subprocess
+
+    from nnc4rl.export import artifact_from_sb3, calibrate_held_out
+    from nnc4rl.export.bench import hopper_sized_sac
+    from nnc4rl.export.c_export import save_c
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    section = README.read_text()[README.read_text().index("## Deploying a compressed policy") :]
+    main_c = re.search(r"```c\n(.*?)```", section, re.S).group(1)
+    _, model = hopper_sized_sac(0.98)
+    art = calibrate_held_out(artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4"}), 1)
+    save_c(art, tmp_path / "hopper.c", integer=True, prefix="hopper")
+    (tmp_path / "main.c").write_text(main_c)
+    exe = tmp_path / "main"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2",
+                    "main.c", "hopper.c", "-lm", "-o", str(exe)], cwd=tmp_path, check=True)  # fmt: skip
+    assert subprocess.run([str(exe)]).returncode == 0
+
+
+def test_the_cli_options_are_documented():
+    """Every option of ``nnc4rl train`` / ``export`` / ``sweep`` appears in the README."""
+    from nnc4rl.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    text = README.read_text()
+    missing = [f"{name} {o}" for name, sub in commands.items() for a in sub._actions
+               for o in a.option_strings if o.startswith("--") and o != "--help" and o not in text]  # fmt: skip
+    assert not missing
+    assert "nnc4rl --version" in text

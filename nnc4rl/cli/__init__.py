@@ -15,11 +15,13 @@ from collections.abc import Sequence
 
 from nnc4rl.cli import export, sweep, train
 from nnc4rl.cli.types import Parser
+from nnc4rl.core import __version__
 from nnc4rl.core.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nnc4rl", description="Compress SB3 RL agents: pruning + QAT.")
+    parser.add_argument("--version", action="version", version=f"nnc4rl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (train, export, sweep):
         module.register(sub)

@@ -84,8 +84,7 @@ reproduce: setup
 	done
 	$(if $(filter mini,$(PROFILE)),$(BIN)/python -m nnc4rl.report mini)
 
-lab: setup
-	$(BIN)/pip install -c requirements.txt -e ".[lab]"
+lab: setup  # JupyterLab and ipywidgets come with the dev extra that setup installs
 	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:

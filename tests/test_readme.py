@@ -134,3 +134,10 @@ def test_the_cli_options_are_documented():
                for o in a.option_strings if o.startswith("--") and o != "--help" and o not in text]  # fmt: skip
     assert not missing
     assert "nnc4rl --version" in text
+
+
+def test_the_smoke_run_count_is_the_profiles():
+    from nnc4rl.runs.profiles import load_profile
+
+    n = sum(g.n_runs for g in load_profile("smoke").groups)
+    assert f"({n} runs, a few minutes on 2 CPU cores)" in README.read_text()

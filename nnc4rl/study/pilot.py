@@ -68,12 +68,17 @@ def first_plateau(table: pd.DataFrame) -> int | None:
     return int(hit["T"].iloc[0]) if len(hit) else None
 
 
+def eval_every(curves: pd.DataFrame) -> int:
+    """The pilot's evaluation spacing in env steps."""
+    steps = np.sort(curves["step"].unique())
+    return int(np.min(np.diff(steps))) if len(steps) > 1 else int(steps.max())
+
+
 def candidate_step(curves: pd.DataFrame) -> int:
     """The spacing of candidate ``T`` values: an eighth of the pilot's length, on its evaluation
     grid (at least one evaluation apart)."""
-    steps = np.sort(curves["step"].unique())
-    every = int(np.min(np.diff(steps))) if len(steps) > 1 else int(steps.max())
-    return max(every, int(round(steps.max() / 8 / every)) * every)
+    every = eval_every(curves)
+    return max(every, int(round(curves["step"].max() / 8 / every)) * every)
 
 
 def slope(curve: pd.Series, T: int, per: int = 10_000) -> float:
@@ -104,9 +109,8 @@ def pilot_reading(
     curve = mean_curve(curves)
     step = candidate_step(curves)
     table = plateau_table(curves, step, tolerance)
-    every = int(np.min(np.diff(curve.index))) if len(curve) > 1 else int(curve.index.max())
     out = [f"Pilot: dense fp32 on {env}, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), "
-           f"evaluated every {every:,} env steps to {int(curve.index.max()):,}."]  # fmt: skip
+           f"evaluated every {eval_every(curves):,} env steps to {int(curve.index.max()):,}."]  # fmt: skip
     gains = "; ".join(f"{int(r.T):,}: {_pct(r.late_gain)}" for r in table.itertuples())
     out.append("Late gain (rise of the seed-mean return over the last 0.2 T, in % of its value "
                f"at T): {gains}.")  # fmt: skip

@@ -5,6 +5,8 @@ Skipped, with the reason, where the toolchain is not installed (CI installs it: 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,55 @@ def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_array_equal(m4.actions[:, 0], ref.predict(obs[:3])[0])
     size = m4.policy_size
     assert size["flash"] <= 256 * 1024 and size["ram"] <= 64 * 1024, size
+
+
+def test_fc_kernels_and_dead_unit_removal_are_bit_exact_on_m4(tmp_path):
+    """Each fully-connected kernel kind (CSR, the DSP dense one) and a dead-unit-removed 99 %
+    actor give the numpy reference's accumulators on the M4; removal never costs instructions."""
+    from nnc4rl.export.dead_units import remove_dead_units
+
+    _, model = hopper_sized_sac(0.99)
+    art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
+    int_art = calibrate_on_evaluation(art, episodes=1)
+    obs = play(load_policy(art), art, 1, record=True)["observations"][:4]
+    acc = load_policy(int_art, integer=True).accumulators(obs)
+    small, report = remove_dead_units(int_art)
+    assert report.nnz_removed > 0
+    runs = {}
+    for name, a, enc in (("csr", int_art, "csr8"), ("dense", int_art, "dense"),
+                         ("small", small, None)):  # fmt: skip
+        runs[name] = run_on_m4(a, obs, tmp_path / name, integer=True, repeats=4, encoding=enc)
+        np.testing.assert_array_equal(runs[name].accumulators, acc, err_msg=name)
+        source = (tmp_path / name / "policy.c").read_text()
+        if enc is not None:  # every layer runs the forced kernel
+            assert source.count(f"kernel {'dense' if enc == 'dense' else 'csr'} (forced)") == 3
+    assert "__smlad" in (tmp_path / "dense" / "policy.c").read_text()
+    assert runs["csr"].instructions < runs["dense"].instructions
+    assert runs["small"].instructions < runs["csr"].instructions
+
+
+def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
+    """The DSP path (``__ARM_FEATURE_DSP``) compiles under clang for a Cortex-M4 with the strict
+    flags too (gcc builds it in every M4 test)."""
+    import shutil
+    import subprocess
+
+    from nnc4rl.export.c_build import STRICT_FLAGS
+    from nnc4rl.export.c_export import save_c
+    from nnc4rl.export.mcu import M4_FLAGS
+
+    if shutil.which("clang") is None or not Path("/usr/lib/arm-none-eabi/include").is_dir():
+        pytest.skip("clang or the newlib headers (Debian libnewlib-arm-none-eabi) not installed")
+    _, model = hopper_sized_sac(0.9)
+    art = artifact_from_sb3(model, bits=8)
+    obs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
+    c_path, _ = save_c(calibrate(art, obs), tmp_path / "p.c", integer=True, encoding="dense")
+    obj = tmp_path / "p.o"
+    res = subprocess.run(
+        ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
+         "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
+         str(c_path)], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "smlad" in dis

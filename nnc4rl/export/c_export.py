@@ -7,7 +7,9 @@ time (shapes, strides and the layer's storage encoding are constants), and only 
 builds with ``-std=c99 -Wall -Wextra -Wpedantic -Werror``. Each layer is stored in the smallest of
 dense / CSR / bitmask (the choice of :mod:`nnc4rl.compress.size`), its codes packed to ``bits`` bits. A
 conv is computed output channel by output channel over that channel's non-zero weights (CSR over
-output channels), so pruned weights cost neither flash nor time.
+output channels), so pruned weights cost neither flash nor time. In the integer path an 8-bit
+fully-connected layer runs a CSR or a (DSP) dense kernel of :mod:`nnc4rl.export.c_kernels`,
+whichever the modelled Cortex-M4 cost prefers (recorded in the layer's comment).
 
 Two arithmetic paths (FORMAT.md):
 

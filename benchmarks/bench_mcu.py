@@ -5,7 +5,9 @@ uint8 frames), pruned (Erdos-Renyi) and int8-quantized, built with ``-mcpu=corte
 -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os`` and run under ``qemu-system-arm -M mps2-an386``:
 text/data/bss of the policy (arm-none-eabi-size), instructions per inference (QEMU ``-icount``,
 read through SysTick and calibrated on a loop of known length in the same image) and the implied
-latency at 168 MHz (one instruction per cycle), for the full-integer and the fp32-activation
+latency at 168 MHz (one instruction per cycle), a cycle estimate (the exact QEMU trace of one
+inference weighted by the Cortex-M4 TRM's cycle counts: :mod:`nnc4rl.export.cycles`; not for
+nets above ``TRACE_LIMIT`` instructions), for the full-integer and the fp32-activation
 paths, for the integer path with dead units removed (``int8 -dead``,
 :mod:`nnc4rl.export.dead_units`) and for the same network compiled with every layer dense (the
 DSP dense kernel for fully-connected layers: sparsity is measured against a fast dense code, not
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 MHZ = 168.0
+TRACE_LIMIT = 5e6  # instructions per inference up to which the cycle estimate is traced
 
 
 def _nets(sparsity: float):
@@ -63,7 +66,7 @@ def nnz_macs(art) -> int:
 def run(sparsities: list[float], opt: str = "-Os") -> list[dict]:
     from nnc4rl.export import load_policy
     from nnc4rl.export.dead_units import remove_dead_units
-    from nnc4rl.export.mcu import run_on_m4
+    from nnc4rl.export.mcu import estimate_cycles, run_on_m4
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,11 +85,16 @@ def run(sparsities: list[float], opt: str = "-Os") -> list[dict]:
                     if integer:
                         ref = load_policy(int_art, integer=True).accumulators(obs)
                         exact = bool(np.array_equal(m4.accumulators, ref))
+                    cycles = None  # the trace of a slow dense net would take gigabytes
+                    if m4.instructions <= TRACE_LIMIT:
+                        cycles = estimate_cycles(a, obs, work / "trace", integer=integer,
+                                                 encoding=enc, opt=opt).cycles  # fmt: skip
                     # the dense kernel multiplies every weight; the others the non-zeros
                     n_macs = nnz_macs(_densified(a) if enc == "dense" else a)
                     rows.append({"net": name, "sparsity": s, "path": label, "opt": opt,
                                  "size": m4.policy_size, "instructions": m4.instructions,
-                                 "macs": n_macs, "latency_us": m4.latency_us(MHZ),
+                                 "macs": n_macs, "cycles": cycles,
+                                 "latency_us": m4.latency_us(MHZ),
                                  "bit_exact": exact})  # fmt: skip
     return rows
 
@@ -103,10 +111,11 @@ def _densified(art):
 
 def format_rows(rows: list[dict]) -> str:
     lines = [f"Cortex-M4F (QEMU mps2-an386), policy object sizes in bytes; latency at {MHZ:.0f} MHz "
-             "assumes 1 instruction/cycle",
+             "assumes 1 instruction/cycle; cycles: the exact trace weighted by the Cortex-M4 TRM "
+             "(nnc4rl/export/cycles.py, no flash wait states), Hz (cyc) its rate",
              f"{'net':20} {'spars':>5} {'path':>10} {'text':>8} {'data':>6} {'bss':>7} "
-             f"{'insn/inf':>10} {'us @168':>9} {'max Hz':>8} {'insn/MAC':>8} {'dense/sparse':>12} "
-             f"{'bit-exact':>9}"]  # fmt: skip
+             f"{'insn/inf':>10} {'us @168':>9} {'max Hz':>8} {'insn/MAC':>8} {'cycles':>10} "
+             f"{'Hz (cyc)':>8} {'dense/sparse':>12} {'bit-exact':>9}"]  # fmt: skip
     dense = {
         (r["net"], r["sparsity"]): r["instructions"] for r in rows if r["path"] == "int8 dense"
     }
@@ -120,7 +129,12 @@ def format_rows(rows: list[dict]) -> str:
             f"{r['net']:20} {r['sparsity']:5.2f} {r['path']:>10} {sz['text']:8d} {sz['data']:6d} "
             f"{sz['bss']:7d} {r['instructions']:10.0f} {r['latency_us']:9.1f} "
             f"{1e6 / r['latency_us']:8.0f} {r['instructions'] / r['macs']:8.2f} "
-            f"{'' if ratio is None else f'{ratio:.2f}x':>12} "
+            + (
+                f"{r['cycles']:10d} {MHZ * 1e6 / r['cycles']:8.0f} "
+                if r["cycles"]
+                else f"{'-':>10} {'-':>8} "
+            )  # fmt: skip
+            + f"{'' if ratio is None else f'{ratio:.2f}x':>12} "
             f"{'' if r['bit_exact'] is None else str(r['bit_exact']):>9}"
         )
     return "\n".join(lines)

@@ -111,3 +111,19 @@ def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
     assert "smlad" in dis
+
+
+def test_cycle_estimate_traces_exactly_the_counted_instructions(tmp_path):
+    """The traced inference has QEMU -icount's instruction count; its modelled cycles lie
+    between one and three per instruction (loads, multiplies and taken branches cost more)."""
+    from nnc4rl.export.mcu import estimate_cycles
+
+    _, model = hopper_sized_sac(0.98)
+    art = artifact_from_sb3(model, bits=8)
+    obs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
+    int_art = calibrate(art, obs)
+    trace = estimate_cycles(int_art, obs, tmp_path / "trace", integer=True)
+    m4 = run_on_m4(int_art, obs[:1], tmp_path / "run", integer=True, repeats=4)
+    assert abs(trace.instructions - m4.instructions) <= 2, (trace, m4.instructions)
+    assert trace.instructions < trace.cycles < 3 * trace.instructions
+    assert trace.taken > 0

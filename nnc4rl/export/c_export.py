@@ -38,6 +38,7 @@ from nnc4rl.export.c_kernels import (
     DSP_INCLUDE,
     NOINLINE_MACRO,
     choose_kernel,
+    conv_kernel,
     linear_kernel,
     requant_function,
 )
@@ -269,8 +270,32 @@ class _Gen:
         )
         return f"layer{i}"
 
+    def _fast_conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        """An unpadded int8 conv of the integer path by :func:`nnc4rl.export.c_kernels.conv_kernel`
+        (``encoding="dense"``: every weight, zeros included, the dense code of the same net)."""
+        layer, lp = self.art.layers[i], self.plan.ops[op_i]
+        out = op_i == self.art.output_op
+        self._int_consts(i, op_i, bias=False)
+        data, fn = conv_kernel(
+            i, layer, in_t, "int32_t" if out else "int8_t", lp.bias, tuple(s_in), tuple(s_out),
+            tuple(op["stride"]), hwc,
+            lambda y, acc: f"{y} = {acc};" if out else f"{y} = rq{i}({acc}, o);",
+            dense=self.encoding == "dense",
+        )  # fmt: skip
+        self.data.append(data)
+        (sh, sw), kind = op["stride"], "dense" if self.encoding == "dense" else "sparse"
+        self.funcs.append(
+            f"/* layer {i}: {_comment(layer.name)} conv {list(layer.codes.shape)} stride "
+            f"{[sh, sw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} {list(s_in)}; "
+            f"kernel {kind} conv, 4 output positions a block */\n{fn}"
+        )
+        return f"layer{i}"
+
     def conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
         layer = self.art.layers[i]
+        pad = tuple(op["padding"]) != (0, 0)
+        if self.integer and layer.bits == 8 and not pad and self.encoding in (None, "dense"):
+            return self._fast_conv(op_i, i, op, s_in, s_out, in_t, hwc)
         c_in, h, w = s_in
         o, oh, ow = s_out
         kh, kw = layer.codes.shape[2:]

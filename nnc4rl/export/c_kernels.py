@@ -38,7 +38,7 @@ from nnc4rl.export.model import Layer
 # the 98 % Hopper-sized actor): per non-zero and per output row of ``csr``, per weight and per
 # output row of ``dense`` (int8 activations with the DSP extension; int16 inputs run the
 # portable loop).
-CSR_PER_NNZ, CSR_PER_ROW = 7.0, 15.0
+CSR_PER_NNZ, CSR_PER_ROW = 6.0, 12.0
 DENSE_PER_MAC, DENSE_PER_MAC_16, DENSE_PER_ROW = 2.4, 4.0, 14.0
 KERNELS = ("csr", "dense")
 
@@ -54,10 +54,13 @@ DSP_INCLUDE = (
 # Layer functions stay out of line: inlined into one function, gcc -Os/-O2 folds the activation
 # buffers' addresses into immediate offsets (an extra add per activation load) and spills.
 # (noclone: nor specialised on those constant addresses).
+# The requantization, a few instructions, is always inlined (gcc -Os calls it otherwise).
 NOINLINE_MACRO = (
     "#if defined(__clang__)\n#define NOINLINE __attribute__((noinline))\n"
     "#elif defined(__GNUC__)\n#define NOINLINE __attribute__((noinline, noclone))\n"
     "#else\n#define NOINLINE\n#endif\n"
+    "#if defined(__GNUC__)\n#define INLINE inline __attribute__((always_inline))\n"
+    "#else\n#define INLINE inline\n#endif\n"
 )
 
 
@@ -73,6 +76,14 @@ def _array(ctype: str, name: str, values, per_line: int = 16) -> str:
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
 
 
+def bias_array(name: str, bias: np.ndarray) -> str:
+    """The accumulator-unit biases in the narrowest of int16 / int32 that holds them (loaded
+    with LDRSH instead of LDR: same cost, half the flash)."""
+    b = np.asarray(bias, np.int64)
+    small = b.size == 0 or (b.min() >= -(2**15) and b.max() < 2**15)
+    return _array("int16_t" if small else "int32_t", name, [_i32(v) for v in b], 8)
+
+
 def requant_function(name: str, mult: np.ndarray, shift: np.ndarray, lo: int) -> tuple[str, str]:
     """``(data, function)``: ``static int8_t NAME(int32_t acc, int r)``, the requantization of
     output ``r`` (module docstring), with literals when every output shares ``(m, s)``.
@@ -85,7 +96,7 @@ def requant_function(name: str, mult: np.ndarray, shift: np.ndarray, lo: int) ->
     uniform = bool(np.all(mult == mult[0]) and np.all(shift == shift[0]))
     # two one-sided clamps: gcc makes USAT (lo 0) / SSAT-free compares of them, no branches
     clamp = f"    h = h < {lo} ? {lo} : h;\n    return (int8_t)(h > 127 ? 127 : h);\n"
-    head = f"static int8_t {name}(int32_t acc, int r)\n{{\n"
+    head = f"static INLINE int8_t {name}(int32_t acc, int r)\n{{\n"
     if uniform:
         m, s = int(mult[0]), int(shift[0])
         if s > 32:
@@ -148,7 +159,7 @@ def linear_kernel(
     """
     rows, cols = layer.rows, layer.cols
     m = layer.matrix.astype(np.int8).reshape(rows, cols)
-    data = _array("int32_t", f"L{i}_b", [_i32(v) for v in bias], 8)
+    data = bias_array(f"L{i}_b", bias)
     head = f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
     if kind == "csr":
         nz = m != 0
@@ -160,10 +171,10 @@ def linear_kernel(
         data += _array(cnt_t, f"L{i}_n", counts)
         body = (
             f"    const int8_t *v = L{i}_v;\n    const {idx_t} *ci = L{i}_ci;\n"
-            f"    const {cnt_t} *cnt = L{i}_n;\n    const int32_t *b = L{i}_b;\n    int r;\n"
+            f"    const {cnt_t} *cnt = L{i}_n;\n    int r;\n"
             f"    for (r = 0; r < {rows}; ++r) {{\n"
-            "        int32_t acc = *b++;\n        uint32_t n = *cnt++;\n"
-            "        for (; n != 0; --n) acc += (int32_t)*v++ * x[*ci++];\n"
+            f"        int32_t acc = L{i}_b[r];\n        uint32_t n = *cnt++;\n"
+            "        if (n != 0) do acc += (int32_t)*v++ * x[*ci++]; while (--n != 0);\n"
             f"{store('y[r]')}    }}\n}}\n"
         )
         return data, head + body
@@ -192,3 +203,91 @@ def linear_kernel(
         f"        int32_t acc = L{i}_b[r];\n{inner}{store('y[r]')}    }}\n}}\n"
     )
     return data, head + body
+
+
+def _tail_blocks(width: int) -> list[int]:
+    """Block sizes after a row's blocks of 4: a 2 and / or a 1 (``width % 4`` positions)."""
+    rest, out = width % 4, []
+    for p in (2, 1):
+        if rest >= p:
+            out.append(p)
+            rest -= p
+    return out
+
+
+def conv_kernel(
+    i: int, layer: Layer, in_t: str, out_t: str, bias: np.ndarray, s_in: tuple[int, int, int],
+    s_out: tuple[int, int, int], stride: tuple[int, int], hwc: bool,
+    store: Callable[[str, str], str], dense: bool = False,
+) -> tuple[str, str]:  # fmt: skip
+    """``(data, functions)`` of an unpadded conv ``static void layer{i}(const in_t *x, out_t *y)``
+    (CHW output), over each output channel's non-zero weights.
+
+    The weights of channel ``o`` are int8 values with the input offset of each (``(ic H + ky) W
+    + kx``; HWC input: ``(ky W + kx) C + ic``, uint16 / uint32) in sequential arrays; blocks of 4
+    (then 2, 1) adjacent output positions of a row share each weight and offset load and keep
+    their accumulators in registers, so an output costs one bias load and one requantization.
+
+    :param s_in: ``(C, H, W)`` of the input, :param s_out: ``(O, OH, OW)``.
+    :param hwc: the input is the raw HWC frame stack.
+    :param store: the C statement storing accumulator ``acc`` (an expression) of channel ``o``
+        into the output element ``y`` (an expression).
+    :param dense: every weight, zeros included (the dense code of the same network).
+    """
+    c_in, h, w = s_in
+    o_n, oh, ow = s_out
+    kh, kw = layer.codes.shape[2:]
+    sh, sw = stride
+    m = layer.matrix.astype(np.int8)
+    ic, ky, kx = np.unravel_index(np.arange(layer.cols), (c_in, kh, kw))
+    col_off = (ky * w + kx) * c_in + ic if hwc else (ic * h + ky) * w + kx
+    step = sw * c_in if hwc else sw  # the input distance of two adjacent output positions
+    row_step = sh * w * (c_in if hwc else 1)
+    nz = np.ones_like(m, bool) if dense else m != 0
+    counts = nz.sum(axis=1)
+    offs = col_off[np.nonzero(nz)[1]]
+    off_t = "uint16_t" if offs.max(initial=0) <= 0xFFFF else "uint32_t"
+    cnt_t = "uint16_t" if counts.max(initial=0) <= 0xFFFF else "uint32_t"
+    data = bias_array(f"L{i}_b", bias)
+    data += _array("int8_t", f"L{i}_v", m[nz])
+    data += _array(off_t, f"L{i}_off", offs)
+    data += _array(cnt_t, f"L{i}_n", counts)
+    tail = _tail_blocks(ow)
+    funcs = []
+    for p in sorted({*([4] if ow >= 4 else []), *tail}, reverse=True):
+        regs = ", ".join(f"a{j} = acc[{j}]" for j in range(p))
+        macs = " ".join(f"a{j} += wk * q[{j * step}];" for j in range(p))
+        back = " ".join(f"acc[{j}] = a{j};" for j in range(p))
+        funcs.append(
+            f"static NOINLINE void L{i}_blk{p}(const {in_t} *x, const int8_t *w, const {off_t} *off, "
+            f"uint32_t n, int32_t *acc)\n{{\n    int32_t {regs};\n"
+            f"    if (n != 0) do {{\n        const {in_t} *q = x + *off++;\n"
+            f"        const int32_t wk = *w++;\n        {macs}\n    }} while (--n != 0);\n"
+            f"    {back}\n}}\n"
+        )
+
+    def block(p: int, ox: str, ind: str) -> str:
+        stores = "".join(f"{ind}{store(f'yr[{ox} + {j}]', f'acc[{j}]')}\n" for j in range(p))
+        return (f"{ind}{' = '.join(f'acc[{j}]' for j in range(p))} = b;\n"
+                f"{ind}L{i}_blk{p}(xr + ({ox}) * {step}, w, off, n, acc);\n{stores}")  # fmt: skip
+
+    rows = ""
+    if ow >= 4:
+        rows += (f"            for (ox = 0; ox + 4 <= {ow}; ox += 4) {{\n"
+                 + block(4, "ox", "                ") + "            }\n")  # fmt: skip
+    start = ow - ow % 4
+    for p in tail:
+        rows += block(p, str(start), "            ")
+        start += p
+    body = (
+        f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+        f"    const int8_t *w = L{i}_v;\n    const {off_t} *off = L{i}_off;\n"
+        "    int o, oy, ox;\n    int32_t acc[4];\n"
+        f"    for (o = 0; o < {o_n}; ++o) {{\n"
+        f"        const uint32_t n = L{i}_n[o];\n        const int32_t b = L{i}_b[o];\n"
+        f"        for (oy = 0; oy < {oh}; ++oy) {{\n"
+        f"            const {in_t} *xr = x + oy * {row_step};\n"
+        f"            {out_t} *yr = y + (o * {oh} + oy) * {ow};\n"
+        f"{rows}        }}\n        w += n;\n        off += n;\n    }}\n    (void)ox;\n}}\n"
+    )
+    return data, "".join(funcs) + body

@@ -54,3 +54,21 @@ def test_uncalibrated_removal_matches_fp32(sparse_actor):
     assert report.nnz_removed > 0
     np.testing.assert_allclose(load_policy(small).outputs(obs), load_policy(art).outputs(obs),
                                atol=1e-5)  # fmt: skip
+
+
+def test_cli_export_removes_dead_units(sparse_actor, tmp_path, capsys):
+    """``nnc4rl export --remove-dead-units``: a smaller npz whose integer path is unchanged."""
+    from nnc4rl.cli import main
+    from nnc4rl.export import load_artifact, save_artifact
+
+    _, int_art, obs = sparse_actor
+    src = tmp_path / "policy.npz"
+    full = save_artifact(int_art, src)
+    out = tmp_path / "small.npz"
+    assert main(["export", str(src), "--format", "npz", "--remove-dead-units",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "dead units removed:" in capsys.readouterr().out
+    assert out.stat().st_size < full
+    small = load_artifact(out)
+    np.testing.assert_array_equal(load_policy(small, integer=True).accumulators(obs),
+                                  load_policy(int_art, integer=True).accumulators(obs))  # fmt: skip

@@ -1,5 +1,5 @@
-"""Integer-path C kernels of the C export: requantization and fully-connected layers, fast on a
-Cortex-M4 and bit-exact with :mod:`nnc4rl.export.integer` everywhere.
+"""Integer-path C kernels of the C export: requantization, fully-connected and unpadded conv
+layers, fast on a Cortex-M4 and bit-exact with :mod:`nnc4rl.export.integer` everywhere.
 
 Only *how* C computes is chosen here, never *what*: every kernel evaluates exactly the integer
 arithmetic of FORMAT.md "Integer path", so the host, the M4 and the numpy reference agree bit for
@@ -16,14 +16,19 @@ bit (tests/test_mcu.py checks each kernel kind on the M4).
   bytes; the choice and both figures go in the layer's comment:
 
   - ``csr``: the non-zeros row by row, int8 values and uint8 (<= 256 columns) or uint16 column
-    indices read sequentially, a per-row uint8 / uint16 count, unrolled by 4: cost proportional
-    to the non-zeros plus a few instructions per output.
+    indices read sequentially, a per-row uint8 / uint16 count: cost proportional to the
+    non-zeros plus a few instructions per output.
   - ``dense``: every weight; int8 activations use the DSP extension where the compiler has it
     (``__ARM_FEATURE_DSP``: ``__sxtb16`` unpacks two int8 pairs of a word, ``__smlad`` does two
     16x16 MACs into the int32 accumulator, CMSIS-NN style) and the portable loop elsewhere.
     ``__smlad`` wraps modulo 2^32 like the int32 sum, and every partial sum fits int32
     (:func:`nnc4rl.export.integer._layer_plan` bounds ``|bias| + sum |w| max|x|``), so both
     builds give the same accumulator.
+* Conv (:func:`conv_kernel`): each output channel over its non-zero weights (every weight for
+  the dense code of the same net), blocks of output positions sharing each weight's load.
+* Biases are int16 where they fit (:func:`bias_array`), int32 otherwise. Layer functions are kept
+  out of line (``NOINLINE``): inlined into one function, gcc folds the activation buffers'
+  addresses into immediate offsets and runs out of registers.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnc4rl.export.model import Layer
+from nnc4rl.export.model import ArtifactError, Layer
 
 # Modelled Cortex-M4 instructions (gcc -Os, measured under QEMU with benchmarks/bench_mcu.py on
 # the 98 % Hopper-sized actor): per non-zero and per output row of ``csr``, per weight and per
@@ -52,7 +57,7 @@ DSP_INCLUDE = (
     "#endif\n"
 )
 # Layer functions stay out of line: inlined into one function, gcc -Os/-O2 folds the activation
-# buffers' addresses into immediate offsets (an extra add per activation load) and spills.
+# buffers' addresses into immediate offsets (an extra add per activation load) and spills
 # (noclone: nor specialised on those constant addresses).
 # The requantization, a few instructions, is always inlined (gcc -Os calls it otherwise).
 NOINLINE_MACRO = (
@@ -206,7 +211,7 @@ def linear_kernel(
 
 
 def _tail_blocks(width: int) -> list[int]:
-    """Block sizes after a row's blocks of 4: a 2 and / or a 1 (``width % 4`` positions)."""
+    """Block sizes after blocks of 4: a 2 and / or a 1 (``width % 4`` positions)."""
     rest, out = width % 4, []
     for p in (2, 1):
         if rest >= p:
@@ -223,10 +228,12 @@ def conv_kernel(
     """``(data, functions)`` of an unpadded conv ``static void layer{i}(const in_t *x, out_t *y)``
     (CHW output), over each output channel's non-zero weights.
 
-    The weights of channel ``o`` are int8 values with the input offset of each (``(ic H + ky) W
-    + kx``; HWC input: ``(ky W + kx) C + ic``, uint16 / uint32) in sequential arrays; blocks of 4
-    (then 2, 1) adjacent output positions of a row share each weight and offset load and keep
-    their accumulators in registers, so an output costs one bias load and one requantization.
+    Each non-zero weight of channel ``o`` is one uint32 word, read sequentially: its input offset
+    (``(ic H + ky) W + kx``; HWC input: ``(ky W + kx) C + ic``) << 8 | its int8 code. Blocks of 8
+    (then 4) adjacent output positions of a row (the ``OW % 4`` columns left: blocks of 4, 2, 1
+    down the column) share each word's load and keep their accumulators in registers, so an
+    output costs one bias load and one requantization, and a MAC one activation load and one
+    multiply-accumulate.
 
     :param s_in: ``(C, H, W)`` of the input, :param s_out: ``(O, OH, OW)``.
     :param hwc: the input is the raw HWC frame stack.
@@ -245,49 +252,80 @@ def conv_kernel(
     row_step = sh * w * (c_in if hwc else 1)
     nz = np.ones_like(m, bool) if dense else m != 0
     counts = nz.sum(axis=1)
-    offs = col_off[np.nonzero(nz)[1]]
-    off_t = "uint16_t" if offs.max(initial=0) <= 0xFFFF else "uint32_t"
+    offs = col_off[np.nonzero(nz)[1]].astype(np.int64)
+    if offs.max(initial=0) >= 1 << 24:
+        raise ArtifactError(f"layer {layer.name}: input of {c_in * h * w} elements is too large")
     cnt_t = "uint16_t" if counts.max(initial=0) <= 0xFFFF else "uint32_t"
     data = bias_array(f"L{i}_b", bias)
-    data += _array("int8_t", f"L{i}_v", m[nz])
-    data += _array(off_t, f"L{i}_off", offs)
+    # one word a weight: its input offset << 8 | its int8 code (one load, one pointer)
+    words = (offs << 8) | (m[nz].astype(np.int64) & 0xFF)
+    data += _array("uint32_t", f"L{i}_wo", [f"{v}u" for v in words.tolist()], 8)
     data += _array(cnt_t, f"L{i}_n", counts)
-    tail = _tail_blocks(ow)
-    funcs = []
-    for p in sorted({*([4] if ow >= 4 else []), *tail}, reverse=True):
-        regs = ", ".join(f"a{j} = acc[{j}]" for j in range(p))
-        macs = " ".join(f"a{j} += wk * q[{j * step}];" for j in range(p))
-        back = " ".join(f"acc[{j}] = a{j};" for j in range(p))
-        funcs.append(
-            f"static NOINLINE void L{i}_blk{p}(const {in_t} *x, const int8_t *w, const {off_t} *off, "
-            f"uint32_t n, int32_t *acc)\n{{\n    int32_t {regs};\n"
-            f"    if (n != 0) do {{\n        const {in_t} *q = x + *off++;\n"
-            f"        const int32_t wk = *w++;\n        {macs}\n    }} while (--n != 0);\n"
-            f"    {back}\n}}\n"
-        )
+    funcs: dict[tuple[int, int], str] = {}
 
-    def block(p: int, ox: str, ind: str) -> str:
-        stores = "".join(f"{ind}{store(f'yr[{ox} + {j}]', f'acc[{j}]')}\n" for j in range(p))
+    def blk(p: int, d: int) -> str:
+        """``L{i}_blk{p}_{d}``: ``p`` output positions ``d`` input elements apart; the loads
+        first, so that the M4 pipelines them (one cycle each after the first)."""
+        name = f"L{i}_blk{p}_{d}"
+        if (p, d) not in funcs:
+            loads = ", ".join(f"x{j} = q[{j * d}]" for j in range(p))
+            funcs[(p, d)] = (
+                f"static NOINLINE void {name}(const {in_t} *x, const uint32_t *e, uint32_t n, "
+                f"int32_t *acc)\n{{\n"
+                f"    int32_t {', '.join(f'a{j} = acc[{j}]' for j in range(p))};\n"
+                f"    if (n != 0) do {{\n        const uint32_t v = *e++;\n"
+                f"        const {in_t} *q = x + (v >> 8);\n"
+                f"        const int32_t wk = ((int32_t)(v & 0xFFu) ^ 0x80) - 0x80, {loads};\n"
+                f"        {' '.join(f'a{j} += wk * x{j};' for j in range(p))}\n"
+                f"    }} while (--n != 0);\n    {' '.join(f'acc[{j}] = a{j};' for j in range(p))}\n}}\n"
+            )
+        return name
+
+    def block(p: int, d: int, x_at: str, y_at, ind: str) -> str:
+        """One call of a block and the requantization of its ``p`` outputs (``y_at(j)``)."""
+        stores = "".join(f"{ind}{store(y_at(j), f'acc[{j}]')}\n" for j in range(p))
         return (f"{ind}{' = '.join(f'acc[{j}]' for j in range(p))} = b;\n"
-                f"{ind}L{i}_blk{p}(xr + ({ox}) * {step}, w, off, n, acc);\n{stores}")  # fmt: skip
+                f"{ind}{blk(p, d)}({x_at}, e, n, acc);\n{stores}")  # fmt: skip
 
+    # rows: blocks of 8 (then one of 4) positions along x; the columns left over (ow % 4):
+    # blocks of 4, 2, 1 down y
+    main, wide = ow - ow % 4, ow - ow % 8
     rows = ""
-    if ow >= 4:
-        rows += (f"            for (ox = 0; ox + 4 <= {ow}; ox += 4) {{\n"
-                 + block(4, "ox", "                ") + "            }\n")  # fmt: skip
-    start = ow - ow % 4
-    for p in tail:
-        rows += block(p, str(start), "            ")
-        start += p
+    if main:
+        rows += (
+            f"        for (oy = 0; oy < {oh}; ++oy) {{\n"
+            f"            const {in_t} *xr = x + oy * {row_step};\n"
+            f"            {out_t} *yr = y + (o * {oh} + oy) * {ow};\n"
+            + (f"            for (ox = 0; ox < {wide}; ox += 8) {{\n"
+               + block(8, step, f"xr + ox * {step}", lambda j: f"yr[ox + {j}]",
+                       "                ") + "            }\n" if wide else "")
+            + (block(4, step, f"xr + {wide * step}", lambda j: f"yr[{wide + j}]",
+                     "            ") if main > wide else "")
+            + "        }\n"
+        )  # fmt: skip
+    for ox in range(main, ow):
+        col = f"y + o * {oh * ow} + {ox}"
+        if oh >= 4:
+            rows += (
+                f"        for (oy = 0; oy + 4 <= {oh}; oy += 4) {{\n"
+                f"            {out_t} *yc = {col} + oy * {ow};\n"
+                + block(4, row_step, f"x + oy * {row_step} + {ox * step}",
+                        lambda j: f"yc[{j * ow}]", "            ")
+                + "        }\n"
+            )  # fmt: skip
+        oy = oh - oh % 4
+        for p in _tail_blocks(oh):
+            rows += ("        {\n" + f"            {out_t} *yc = {col} + {oy * ow};\n"
+                     + block(p, row_step, f"x + {oy * row_step + ox * step}",
+                             lambda j: f"yc[{j * ow}]", "            ") + "        }\n")  # fmt: skip
+            oy += p
     body = (
         f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
-        f"    const int8_t *w = L{i}_v;\n    const {off_t} *off = L{i}_off;\n"
-        "    int o, oy, ox;\n    int32_t acc[4];\n"
+        f"    const uint32_t *e = L{i}_wo;\n"
+        "    int o, oy, ox;\n    int32_t acc[8];\n"
         f"    for (o = 0; o < {o_n}; ++o) {{\n"
         f"        const uint32_t n = L{i}_n[o];\n        const int32_t b = L{i}_b[o];\n"
-        f"        for (oy = 0; oy < {oh}; ++oy) {{\n"
-        f"            const {in_t} *xr = x + oy * {row_step};\n"
-        f"            {out_t} *yr = y + (o * {oh} + oy) * {ow};\n"
-        f"{rows}        }}\n        w += n;\n        off += n;\n    }}\n    (void)ox;\n}}\n"
+        f"{rows}        e += n;\n    }}\n    (void)ox;\n    (void)oy;\n}}\n"
     )
-    return data, "".join(funcs) + body
+    funcs_text = "".join(funcs.values())
+    return data, funcs_text + body

@@ -43,7 +43,8 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
 
 
 def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
-    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM."""
+    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM; the sparse
+    and the dense conv kernels are bit-exact."""
     from nnc4rl.core.envs import make_envs
     from nnc4rl.export.verify import record_observations
 
@@ -59,6 +60,14 @@ def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_array_equal(m4.actions[:, 0], ref.predict(obs[:3])[0])
     size = m4.policy_size
     assert size["flash"] <= 256 * 1024 and size["ram"] <= 64 * 1024, size
+    # the sparse conv kernel on the M4 (the host build compiles the row loop instead), and the
+    # dense conv kernel of the same net (every weight), both exact
+    assert (tmp_path / "policy.c").read_text().count("kernel sparse conv") == 3
+    dense = run_on_m4(int_art, obs[:1], tmp_path / "dense", integer=True, repeats=1,
+                      encoding="dense")  # fmt: skip
+    np.testing.assert_array_equal(dense.accumulators, ref.accumulators(obs[:1]))
+    assert (tmp_path / "dense" / "policy.c").read_text().count("kernel dense conv") == 3
+    assert m4.instructions < dense.instructions
 
 
 def test_fc_kernels_and_dead_unit_removal_are_bit_exact_on_m4(tmp_path):

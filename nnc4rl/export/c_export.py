@@ -47,6 +47,7 @@ from nnc4rl.export.header import safe_text
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 DEFAULT_PREFIX = "nnc4rl_policy"
+M_PROFILE = "defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'"  # a Cortex-M target
 _C_TYPES = {np.dtype("uint8"): "uint8_t", np.dtype("<u2"): "uint16_t",
             np.dtype("<u4"): "uint32_t", np.dtype("int8"): "int8_t"}  # fmt: skip
 
@@ -295,7 +296,27 @@ class _Gen:
         layer = self.art.layers[i]
         pad = tuple(op["padding"]) != (0, 0)
         if self.integer and layer.bits == 8 and not pad and self.encoding in (None, "dense"):
-            return self._fast_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+            # Cortex-M: the register-block kernel; elsewhere the row loop below, which a host
+            # compiler vectorizes (faster there). Same integers either way.
+            d0, f0, scratch = len(self.data), len(self.funcs), getattr(self, "scratch", 0)
+            self._fast_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+            m_data, m_funcs = self.data[d0:], self.funcs[f0:]
+            del self.data[d0:], self.funcs[f0:]
+            self._row_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+            h_data, h_funcs = self.data[d0:], self.funcs[f0:]
+            del self.data[d0:], self.funcs[f0:]
+            self.host_scratch = max(getattr(self, "host_scratch", 0), self.scratch)
+            self.scratch = scratch
+            for part, m_part, h_part in ((self.data, m_data, h_data),
+                                         (self.funcs, m_funcs, h_funcs)):  # fmt: skip
+                part.append(f"#if {M_PROFILE}\n{''.join(m_part)}#else\n{''.join(h_part)}#endif\n")
+            return f"layer{i}"
+        return self._row_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+
+    def _row_conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        """A conv over each output channel's non-zero weights, accumulating whole output rows in
+        ``scratch`` (the fp32 path, padded convs, sub-byte codes; the host build of the rest)."""
+        layer = self.art.layers[i]
         c_in, h, w = s_in
         o, oh, ow = s_out
         kh, kw = layer.codes.shape[2:]
@@ -437,10 +458,14 @@ class _Gen:
         self.buffers += [f"static {self.act_t} slot{k}[{m}];\n" for k, m in enumerate(slot_sizes)]
         if self.integer and not art.image:
             self.buffers.insert(0, f"static {self.input_t} obs_q[{size(shapes[0])}];\n")
-        if getattr(self, "scratch", 0):
-            self.buffers.append(
-                f"static int32_t scratch[{self.scratch}]; /* conv accumulators */\n"
-            )
+        n_scratch, n_host = getattr(self, "scratch", 0), getattr(self, "host_scratch", 0)
+        decl = "static int32_t scratch[{}]; /* conv accumulators */\n"
+        if n_host > n_scratch:  # the host build of the unpadded convs needs more (or any)
+            self.buffers.append(f"#if !({M_PROFILE})\n{decl.format(n_host)}"
+                                + (f"#else\n{decl.format(n_scratch)}" if n_scratch else "")
+                                + "#endif\n")  # fmt: skip
+        elif n_scratch:
+            self.buffers.append(decl.format(n_scratch))
 
     def _input(self) -> str:
         """Copy the observation into buffer 1 (CHW, float) or quantize it into obs_q."""

@@ -1,7 +1,8 @@
 """Benchmark the exported C policies on a Cortex-M4F instruction set (arm-none-eabi-gcc, QEMU).
 
 For a Hopper-sized SAC actor (11 -> 256 -> 256 -> 3) and the Nature CNN (Pong, 4 x 84 x 84
-uint8 frames), pruned (Erdos-Renyi) and int8-quantized, built with ``-mcpu=cortex-m4 -mthumb
+uint8 frames), pruned (Erdos-Renyi) and int8-quantized, and the shipped trained HalfCheetah actor
+of the ``mini`` study at the same sparsity (seed 0, when ``data/runs/mini`` has one), built with ``-mcpu=cortex-m4 -mthumb
 -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os`` and run under ``qemu-system-arm -M mps2-an386``:
 text/data/bss of the policy (arm-none-eabi-size), instructions per inference (QEMU ``-icount``,
 read through SysTick and calibrated on a loop of known length in the same image) and the implied
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 MHZ = 168.0
+RUNS = Path(__file__).resolve().parents[1] / "data" / "runs" / "mini"
 TRACE_LIMIT = 5e6  # instructions per inference up to which the cycle estimate is traced
 
 
@@ -45,6 +47,14 @@ def _nets(sparsity: float):
     art = artifact_from_sb3(sac, bits=8, info={"env": "Hopper-v4", "seed": 0})
     sac_obs = play(load_policy(art), art, 1, record=True)["observations"][:8]
     out = [("SAC Hopper actor", art, calibrate_on_evaluation(art, episodes=2), sac_obs)]
+    # a shipped trained actor of the mini study at this sparsity (seed 0), when there is one
+    from nnc4rl.export import artifact_from_path
+
+    for run_dir in sorted(RUNS.glob(f"sac-HalfCheetah-v4-mlp-s{sparsity:.2f}-q8-*-seed0-*"))[:1]:
+        trained = artifact_from_path(run_dir)
+        obs = play(load_policy(trained), trained, 1, record=True, max_steps=8)["observations"]
+        out.append(("SAC HalfCheetah mini", trained,
+                    calibrate_on_evaluation(trained, episodes=1), obs))  # fmt: skip
     _, dqn = atari_dqn(sparsity, "cnn")
     cnn = artifact_from_sb3(dqn, bits=8)
     _, env = make_envs("PongNoFrameskip-v4")

@@ -5,6 +5,8 @@ Skipped, with the reason, where the toolchain is not installed (CI installs it: 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -41,7 +43,8 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
 
 
 def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
-    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM."""
+    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM; the sparse
+    and the dense conv kernels are bit-exact."""
     from nnc4rl.core.envs import make_envs
     from nnc4rl.export.verify import record_observations
 
@@ -57,3 +60,79 @@ def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_array_equal(m4.actions[:, 0], ref.predict(obs[:3])[0])
     size = m4.policy_size
     assert size["flash"] <= 256 * 1024 and size["ram"] <= 64 * 1024, size
+    # the sparse conv kernel on the M4 (the host build compiles the row loop instead), and the
+    # dense conv kernel of the same net (every weight), both exact
+    assert (tmp_path / "policy.c").read_text().count("kernel sparse conv") == 3
+    dense = run_on_m4(int_art, obs[:1], tmp_path / "dense", integer=True, repeats=1,
+                      encoding="dense")  # fmt: skip
+    np.testing.assert_array_equal(dense.accumulators, ref.accumulators(obs[:1]))
+    assert (tmp_path / "dense" / "policy.c").read_text().count("kernel dense conv") == 3
+    assert m4.instructions < dense.instructions
+
+
+def test_fc_kernels_and_dead_unit_removal_are_bit_exact_on_m4(tmp_path):
+    """Each fully-connected kernel kind (CSR, the DSP dense one) and a dead-unit-removed 99 %
+    actor give the numpy reference's accumulators on the M4; removal never costs instructions."""
+    from nnc4rl.export.dead_units import remove_dead_units
+
+    _, model = hopper_sized_sac(0.99)
+    art = artifact_from_sb3(model, bits=8, info={"env": "Hopper-v4", "seed": 0})
+    int_art = calibrate_held_out(art, episodes=1)
+    obs = play(load_policy(art), art, 1, record=True)["observations"][:4]
+    acc = load_policy(int_art, integer=True).accumulators(obs)
+    small, report = remove_dead_units(int_art)
+    assert report.nnz_removed > 0
+    runs = {}
+    for name, a, enc in (("csr", int_art, "csr8"), ("dense", int_art, "dense"),
+                         ("small", small, None)):  # fmt: skip
+        runs[name] = run_on_m4(a, obs, tmp_path / name, integer=True, repeats=4, encoding=enc)
+        np.testing.assert_array_equal(runs[name].accumulators, acc, err_msg=name)
+        source = (tmp_path / name / "policy.c").read_text()
+        if enc is not None:  # every layer runs the forced kernel
+            assert source.count(f"kernel {'dense' if enc == 'dense' else 'csr'} (forced)") == 3
+    assert "__smlad" in (tmp_path / "dense" / "policy.c").read_text()
+    assert runs["csr"].instructions < runs["dense"].instructions
+    assert runs["small"].instructions < runs["csr"].instructions
+
+
+def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
+    """The DSP path (``__ARM_FEATURE_DSP``) compiles under clang for a Cortex-M4 with the strict
+    flags too (gcc builds it in every M4 test)."""
+    import shutil
+    import subprocess
+
+    from nnc4rl.export.c_build import STRICT_FLAGS
+    from nnc4rl.export.c_export import save_c
+    from nnc4rl.export.mcu import M4_FLAGS
+
+    if shutil.which("clang") is None or not Path("/usr/lib/arm-none-eabi/include").is_dir():
+        pytest.skip("clang or the newlib headers (Debian libnewlib-arm-none-eabi) not installed")
+    _, model = hopper_sized_sac(0.9)
+    art = artifact_from_sb3(model, bits=8)
+    obs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
+    c_path, _ = save_c(calibrate(art, obs), tmp_path / "p.c", integer=True, encoding="dense")
+    obj = tmp_path / "p.o"
+    res = subprocess.run(
+        ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
+         "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
+         str(c_path)], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "smlad" in dis
+
+
+def test_cycle_estimate_traces_exactly_the_counted_instructions(tmp_path):
+    """The traced inference has QEMU -icount's instruction count; its modelled cycles lie
+    between one and three per instruction (loads, multiplies and taken branches cost more)."""
+    from nnc4rl.export.mcu import estimate_cycles
+
+    _, model = hopper_sized_sac(0.98)
+    art = artifact_from_sb3(model, bits=8)
+    obs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
+    int_art = calibrate(art, obs)
+    trace = estimate_cycles(int_art, obs, tmp_path / "trace", integer=True)
+    m4 = run_on_m4(int_art, obs[:1], tmp_path / "run", integer=True, repeats=4)
+    assert abs(trace.instructions - m4.instructions) <= 2, (trace, m4.instructions)
+    assert trace.instructions < trace.cycles < 3 * trace.instructions
+    assert trace.taken > 0

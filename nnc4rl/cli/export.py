@@ -44,6 +44,10 @@ def register(subparsers) -> None:
         default=None,
         help="C symbol prefix (default nnc4rl_policy), so policies link together",
     )
+    p.add_argument("--remove-dead-units", action="store_true",
+                   help="drop hidden units pruning left without incoming or outgoing weights "
+                   "(a constant unit folded into the next bias; after calibration, so the integer "
+                   "outputs are unchanged bit for bit): nnc4rl/export/dead_units.py")  # fmt: skip
     p.set_defaults(func=run_export)
 
 
@@ -64,6 +68,13 @@ def run_export(args: argparse.Namespace) -> int:
         from nnc4rl.export.closed_loop import calibrate_held_out
 
         art = calibrate_held_out(art, args.calibration_episodes, args.env, args.seed)
+    if args.remove_dead_units:
+        from nnc4rl.export.dead_units import remove_dead_units
+
+        art, dead = remove_dead_units(art)
+        print(f"dead units removed: {sum(dead.no_outgoing.values())} without outgoing weights, "
+              f"{sum(dead.folded.values())} constant ones folded into the next bias, "
+              f"{dead.nnz_removed} non-zero weights with them")  # fmt: skip
     try:
         if args.format == "npz":
             written = [(args.out, save_artifact(art, args.out))]

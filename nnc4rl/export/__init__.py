@@ -2,8 +2,9 @@
 
 Owns: the artifact's data model, tracing from a trained SB3 model and the ``.npz`` codec
 (:mod:`.model`, :mod:`.trace`, :mod:`.codec`, format in ``FORMAT.md``), its numpy inference in
-fp32 and full-integer arithmetic (:mod:`.inference`, :mod:`.integer`), the ONNX and C exporters
-(:mod:`.onnx_export`, :mod:`.c_export`, :mod:`.c_build`), the Cortex-M4 build under QEMU
+fp32 and full-integer arithmetic (:mod:`.inference`, :mod:`.integer`), dead-unit removal
+(:mod:`.dead_units`), the ONNX and C exporters (:mod:`.onnx_export`, :mod:`.c_export`, its
+integer kernels :mod:`.c_kernels`, :mod:`.c_build`), the Cortex-M4 build under QEMU
 (:mod:`.mcu`), playing a policy on a run's paired evaluation episodes (:mod:`.closed_loop`) and
 the benchmark helpers (:mod:`.bench`, :mod:`.verify`).
 

@@ -7,7 +7,9 @@ time (shapes, strides and the layer's storage encoding are constants), and only 
 builds with ``-std=c99 -Wall -Wextra -Wpedantic -Werror``. Each layer is stored in the smallest of
 dense / CSR / bitmask (the choice of :mod:`nnc4rl.compress.size`), its codes packed to ``bits`` bits. A
 conv is computed output channel by output channel over that channel's non-zero weights (CSR over
-output channels), so pruned weights cost neither flash nor time.
+output channels), so pruned weights cost neither flash nor time. In the integer path an 8-bit
+fully-connected layer runs a CSR or a (DSP) dense kernel of :mod:`nnc4rl.export.c_kernels`,
+whichever the modelled Cortex-M4 cost prefers (recorded in the layer's comment).
 
 Two arithmetic paths (FORMAT.md):
 
@@ -32,11 +34,20 @@ from pathlib import Path
 import numpy as np
 
 from nnc4rl.core.atomic import write_atomic
+from nnc4rl.export.c_kernels import (
+    DSP_INCLUDE,
+    NOINLINE_MACRO,
+    choose_kernel,
+    conv_kernel,
+    linear_kernel,
+    requant_function,
+)
 from nnc4rl.export.codec import encode_layer, layer_values, pack_codes
 from nnc4rl.export.header import safe_text
 from nnc4rl.export.model import Artifact, ArtifactError, Layer
 
 DEFAULT_PREFIX = "nnc4rl_policy"
+M_PROFILE = "defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'"  # a Cortex-M target
 _C_TYPES = {np.dtype("uint8"): "uint8_t", np.dtype("<u2"): "uint16_t",
             np.dtype("<u4"): "uint32_t", np.dtype("int8"): "int8_t"}  # fmt: skip
 
@@ -82,10 +93,6 @@ _HELPERS = {
     "{ int i; for (i = 0; i < n; ++i) d[i] = s[i]; }\n",
     "copy_q": "static void copy_q(int8_t *d, const int8_t *s, int n)\n"
     "{ int i; for (i = 0; i < n; ++i) d[i] = s[i]; }\n",
-    # q = clamp((acc * m + 2^(s-1)) >> s, lo, 127): 64-bit product, arithmetic shift
-    "rq": "static int8_t rq(int32_t acc, int32_t m, int s, int32_t lo)\n{\n"
-    "    int64_t p = ((int64_t)acc * m + ((int64_t)1 << (s - 1))) >> s;\n"
-    "    return (int8_t)(p < lo ? lo : p > 127 ? 127 : p);\n}\n",
     "add_q": "static void add_q(int8_t *x, const int8_t *r, int n, int32_t mx, int32_t mr, int k)\n"
     "{\n    int i;\n    for (i = 0; i < n; ++i) {\n"
     "        int64_t t = ((int64_t)x[i] * mx + (int64_t)r[i] * mr + ((int64_t)1 << (k - 1))) >> k;\n"
@@ -208,27 +215,28 @@ class _Gen:
         self.data.append(_array("float", f"L{i}_b", layer.bias, _flt, 6))
         return "0" if uniform else row
 
-    def _int_consts(self, i: int, op_i: int, row: str) -> str:
-        """Emit the int32 bias and the requantization; returns the C index of the latter."""
+    def _int_consts(self, i: int, op_i: int, bias: bool = True) -> None:
+        """Emit the int32 bias (``L{i}_b``) and the requantization ``rq{i}(acc, row)``
+        (:func:`nnc4rl.export.c_kernels.requant_function`; not for the output layer)."""
         lp = self.plan.ops[op_i]
-        self.data.append(_array("int32_t", f"L{i}_b", lp.bias, _i32, 8))
-        if lp.mult is None:
-            return row
-        self.helpers.add("rq")
-        pairs, uniform = self._per_row(lp.mult * 64 + lp.shift)
-        self.data.append(_array("int32_t", f"L{i}_m", pairs // 64, _i32, 8))
-        self.data.append(_array("uint8_t", f"L{i}_sh", pairs % 64, str, 16))
-        return "0" if uniform else row
+        if bias:
+            self.data.append(_array("int32_t", f"L{i}_b", lp.bias, _i32, 8))
+        if lp.mult is not None:
+            data, fn = requant_function(f"rq{i}", lp.mult, lp.shift, lp.lo)
+            self.data.append(data)
+            self.funcs.append(fn)
 
     def linear(self, op_i: int, i: int, in_t: str) -> str:
         layer, out = self.art.layers[i], op_i == self.art.output_op
         if self.integer:
-            j = self._int_consts(i, op_i, "r")
-            lp = self.plan.ops[op_i]
+            out_t = "int32_t" if out else "int8_t"
+            forced = {"dense": "dense", "csr8": "csr", "csr16": "csr"}.get(self.encoding or "")
+            if layer.bits == 8 and (self.encoding is None or forced):
+                return self._fast_linear(op_i, i, in_t, out_t, forced)
+            self._int_consts(i, op_i)
             inner = self._loop(i, layer, "r", "            acc += w * (int32_t)x[c];\n", "        ")
-            store = ("        y[r] = acc;\n" if out else
-                     f"        y[r] = rq(acc, L{i}_m[{j}], L{i}_sh[{j}], {lp.lo});\n")  # fmt: skip
-            init, out_t = f"L{i}_b[r]", ("int32_t" if out else "int8_t")
+            store = "        y[r] = acc;\n" if out else f"        y[r] = rq{i}(acc, r);\n"
+            init = f"L{i}_b[r]"
             acc_t = "int32_t"
         else:
             j = self._float_consts(i, layer, "r")
@@ -237,14 +245,77 @@ class _Gen:
             init, out_t, acc_t = "0.0f", "float", "float"
         self.funcs.append(
             f"/* layer {i}: {_comment(layer.name)} linear {list(layer.codes.shape)}, nnz {layer.nnz} */\n"
-            f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+            f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
             f"    uint32_t k = 0, b = 0, c;\n    int r;\n    (void)b;\n"
             f"    for (r = 0; r < {layer.rows}; ++r) {{\n        {acc_t} acc = {init};\n"
             f"{inner}{store}    }}\n    (void)k;\n}}\n"
         )
         return f"layer{i}"
 
+    def _fast_linear(self, op_i: int, i: int, in_t: str, out_t: str, forced: str | None) -> str:
+        """An int8 layer of the integer path by :func:`nnc4rl.export.c_kernels.linear_kernel`."""
+        layer, lp = self.art.layers[i], self.plan.ops[op_i]
+        kind, why = choose_kernel(layer, 16 if in_t == "int16_t" else 8, forced)
+        self._int_consts(i, op_i, bias=False)
+        if kind == "dense" and in_t == "int8_t":
+            self.dsp = True
+        out = op_i == self.art.output_op
+        data, fn = linear_kernel(
+            i, layer, kind, in_t, out_t, lp.bias,
+            lambda y: f"        {y} = acc;\n" if out else f"        {y} = rq{i}(acc, r);\n",
+        )  # fmt: skip
+        self.data.append(data)
+        self.funcs.append(
+            f"/* layer {i}: {_comment(layer.name)} linear {list(layer.codes.shape)}, nnz "
+            f"{layer.nnz}; {why} */\n{fn}"
+        )
+        return f"layer{i}"
+
+    def _fast_conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        """An unpadded int8 conv of the integer path by :func:`nnc4rl.export.c_kernels.conv_kernel`
+        (``encoding="dense"``: every weight, zeros included, the dense code of the same net)."""
+        layer, lp = self.art.layers[i], self.plan.ops[op_i]
+        out = op_i == self.art.output_op
+        self._int_consts(i, op_i, bias=False)
+        data, fn = conv_kernel(
+            i, layer, in_t, "int32_t" if out else "int8_t", lp.bias, tuple(s_in), tuple(s_out),
+            tuple(op["stride"]), hwc,
+            lambda y, acc: f"{y} = {acc};" if out else f"{y} = rq{i}({acc}, o);",
+            dense=self.encoding == "dense",
+        )  # fmt: skip
+        self.data.append(data)
+        (sh, sw), kind = op["stride"], "dense" if self.encoding == "dense" else "sparse"
+        self.funcs.append(
+            f"/* layer {i}: {_comment(layer.name)} conv {list(layer.codes.shape)} stride "
+            f"{[sh, sw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} {list(s_in)}; "
+            f"kernel {kind} conv, 4 output positions a block */\n{fn}"
+        )
+        return f"layer{i}"
+
     def conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        layer = self.art.layers[i]
+        pad = tuple(op["padding"]) != (0, 0)
+        if self.integer and layer.bits == 8 and not pad and self.encoding in (None, "dense"):
+            # Cortex-M: the register-block kernel; elsewhere the row loop below, which a host
+            # compiler vectorizes (faster there). Same integers either way.
+            d0, f0, scratch = len(self.data), len(self.funcs), getattr(self, "scratch", 0)
+            self._fast_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+            m_data, m_funcs = self.data[d0:], self.funcs[f0:]
+            del self.data[d0:], self.funcs[f0:]
+            self._row_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+            h_data, h_funcs = self.data[d0:], self.funcs[f0:]
+            del self.data[d0:], self.funcs[f0:]
+            self.host_scratch = max(getattr(self, "host_scratch", 0), self.scratch)
+            self.scratch = scratch
+            for part, m_part, h_part in ((self.data, m_data, h_data),
+                                         (self.funcs, m_funcs, h_funcs)):  # fmt: skip
+                part.append(f"#if {M_PROFILE}\n{''.join(m_part)}#else\n{''.join(h_part)}#endif\n")
+            return f"layer{i}"
+        return self._row_conv(op_i, i, op, s_in, s_out, in_t, hwc)
+
+    def _row_conv(self, op_i: int, i: int, op: dict, s_in, s_out, in_t: str, hwc: bool) -> str:
+        """A conv over each output channel's non-zero weights, accumulating whole output rows in
+        ``scratch`` (the fp32 path, padded convs, sub-byte codes; the host build of the rest)."""
         layer = self.art.layers[i]
         c_in, h, w = s_in
         o, oh, ow = s_out
@@ -279,13 +350,12 @@ class _Gen:
         inner = self._loop(i, layer, "o", body, "        ")
         n = oh * ow
         if self.integer:
-            j = self._int_consts(i, op_i, "o")
-            lp = self.plan.ops[op_i]
+            self._int_consts(i, op_i)
             self.scratch = max(getattr(self, "scratch", 0), n)
             out = op_i == self.art.output_op
             init = f"        for (p = 0; p < {n}; ++p) a[p] = L{i}_b[o];\n"
             fin = (f"        for (p = 0; p < {n}; ++p) y[o * {n} + p] = "
-                   + ("a[p];\n" if out else f"rq(a[p], L{i}_m[{j}], L{i}_sh[{j}], {lp.lo});\n"))  # fmt: skip
+                   + ("a[p];\n" if out else f"rq{i}(a[p], o);\n"))  # fmt: skip
             decl = "    int32_t *a = scratch;\n"
             out_t = "int32_t" if out else "int8_t"
         else:
@@ -297,7 +367,7 @@ class _Gen:
             f"/* layer {i}: {_comment(layer.name)} conv {list(layer.codes.shape)} stride {[sh, sw]} "
             f"padding {[ph, pw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} "
             f"{list(s_in)} */\n"
-            f"static void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+            f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
             f"    uint32_t k = 0, b = 0, c;\n    int o, oy, ox, p{', oy0, oy1' if ph else ''}"
             f"{', ox0, ox1' if pw else ''}{', t' if ph or pw else ''};\n{decl}    (void)b;\n"
             f"    for (o = 0; o < {o}; ++o) {{\n"
@@ -388,10 +458,14 @@ class _Gen:
         self.buffers += [f"static {self.act_t} slot{k}[{m}];\n" for k, m in enumerate(slot_sizes)]
         if self.integer and not art.image:
             self.buffers.insert(0, f"static {self.input_t} obs_q[{size(shapes[0])}];\n")
-        if getattr(self, "scratch", 0):
-            self.buffers.append(
-                f"static int32_t scratch[{self.scratch}]; /* conv accumulators */\n"
-            )
+        n_scratch, n_host = getattr(self, "scratch", 0), getattr(self, "host_scratch", 0)
+        decl = "static int32_t scratch[{}]; /* conv accumulators */\n"
+        if n_host > n_scratch:  # the host build of the unpadded convs needs more (or any)
+            self.buffers.append(f"#if !({M_PROFILE})\n{decl.format(n_host)}"
+                                + (f"#else\n{decl.format(n_scratch)}" if n_scratch else "")
+                                + "#endif\n")  # fmt: skip
+        elif n_scratch:
+            self.buffers.append(decl.format(n_scratch))
 
     def _input(self) -> str:
         """Copy the observation into buffer 1 (CHW, float) or quantize it into obs_q."""
@@ -460,7 +534,8 @@ int {p}_act(const {obs_t} *obs, float *action);
             f"/* nnc4rl {art.algo.upper()} policy ({_comment(art.info.get('source', 'artifact'))}): "
             f"{len(art.layers)} layers, sparsity {art.sparsity():.4f}, int{art.bits} weights, "
             f"{mode}. */\n#include \"{header_name}\"\n"
-            + ("#include <math.h>\n" if needs_math else "") + "#include <stdint.h>\n\n",
+            + ("#include <math.h>\n" if needs_math else "") + "#include <stdint.h>\n"
+            + (DSP_INCLUDE if getattr(self, "dsp", False) else "") + NOINLINE_MACRO + "\n",
             *helpers, "\n", *self.data, "\n", *self.buffers, "\n", *self.funcs, "\n",
         ]  # fmt: skip
         if self.integer:

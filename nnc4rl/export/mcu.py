@@ -1,7 +1,7 @@
 """Run an exported C policy on a Cortex-M4F instruction set: arm-none-eabi-gcc + QEMU.
 
 The policy is built for a Cortex-M4F (``-mcpu=cortex-m4 -mthumb -mfloat-abi=hard
--mfpu=fpv4-sp-d16 -Os``; libm and libgcc from newlib) into a bare-metal image with a small
+-mfpu=fpv4-sp-d16``, ``-Os`` unless asked otherwise; libm and libgcc from newlib) into a bare-metal image with a small
 harness (vector table, semihosting output), and run under ``qemu-system-arm -M mps2-an386``
 (a Cortex-M4F board). The harness runs the policy on recorded observations stored in flash and
 prints its outputs (the int32 accumulators in the integer path), so they can be compared with the
@@ -30,7 +30,8 @@ from nnc4rl.export.c_build import STRICT_FLAGS
 from nnc4rl.export.c_export import DEFAULT_PREFIX, save_c
 from nnc4rl.export.model import Artifact, ArtifactError
 
-M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os"]
+M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+OPT_LEVELS = ("-Os", "-O2", "-O3")
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
 CALIBRATION_INSNS = 2_000_000  # the harness's known loop: 1e6 x (subs, bne)
 
@@ -119,6 +120,19 @@ int main(void)
 """
 
 
+_TRACE_MAIN = r"""#include <stdint.h>
+#include "{header}"
+{obs_data}
+int main(void)
+{{
+    static float out[{n_out}];
+    int i;
+    for (i = 0; i < {calls}; ++i) {p}_forward(OBS[0], out);
+    return 0;
+}}
+"""
+
+
 def missing_tools() -> str | None:
     """Why the Cortex-M4 check cannot run here (a missing tool), or ``None`` if it can."""
     absent = [t for t in TOOLS if shutil.which(t) is None]
@@ -183,16 +197,20 @@ def _obs_data(obs: np.ndarray, image: bool) -> str:
 def run_on_m4(
     art: Artifact, obs: np.ndarray, workdir: str | Path | None = None, integer: bool = False,
     prefix: str = DEFAULT_PREFIX, repeats: int = 20, timeout: float = 300,
-    encoding: str | None = None,
+    encoding: str | None = None, opt: str = "-Os",
 ) -> McuRun:  # fmt: skip
     """Export ``art`` to C, build it for the Cortex-M4F and run it under QEMU on ``obs``.
 
     :param obs: ``(N, *obs_env_shape)`` env observations (stored in the image's flash).
     :param repeats: timed inferences (cycling over ``obs``).
     :param encoding: force one storage encoding (``dense``: the dense code of the same net).
+    :param opt: the policy's optimization level (``-Os``, ``-O2`` or ``-O3``; the harness is
+        always ``-Os``).
     :raises ArtifactError: a tool is missing, a build fails (the policy is built with
         ``-std=c99 -Wall -Wextra -Wpedantic -Werror``) or QEMU fails.
     """
+    if opt not in OPT_LEVELS:
+        raise ArtifactError(f"opt={opt!r} is invalid: use one of {', '.join(OPT_LEVELS)}")
     why = missing_tools()
     if why:
         raise ArtifactError(why)
@@ -203,13 +221,69 @@ def run_on_m4(
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return _build_and_run(art, obs, work, integer, prefix, repeats, timeout, encoding)
+        return _build_and_run(art, obs, work, integer, prefix, repeats, timeout, encoding, opt)
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
-def _build_and_run(art, obs, work: Path, integer, prefix, repeats, timeout, encoding) -> McuRun:
+def _qemu(work: Path, extra: list[str], timeout) -> str:
+    return _run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+                 "-serial", "none", "-chardev", "stdio,id=semi", "-semihosting-config",
+                 "enable=on,target=native,chardev=semi", *extra, "-kernel",
+                 str(work / "fw.elf")],
+                "qemu-system-arm", timeout)  # fmt: skip
+
+
+def _link(work: Path, c_path: Path, opt: str) -> None:
+    """Compile the policy (strict flags) and link it with ``main.c`` into ``fw.elf``."""
+    (work / "start.c").write_text(_START)
+    (work / "link.ld").write_text(_LINK)
+    gcc = "arm-none-eabi-gcc"
+    _run([gcc, *M4_FLAGS, opt, *STRICT_FLAGS, "-c", "-o", str(work / "policy.o"), str(c_path)],
+         "arm-none-eabi-gcc (policy, -Werror)")  # fmt: skip
+    _run([gcc, *M4_FLAGS, "-Os", "-std=gnu99", "-ffreestanding", "-nostartfiles", "-T",
+          str(work / "link.ld"), "-o", str(work / "fw.elf"), str(work / "start.c"),
+          str(work / "main.c"), str(work / "policy.o"), "-lm", "-lc", "-lgcc"],
+         "arm-none-eabi-gcc (image)")  # fmt: skip
+
+
+def estimate_cycles(
+    art: Artifact, obs: np.ndarray, workdir: str | Path, integer: bool = False,
+    prefix: str = DEFAULT_PREFIX, encoding: str | None = None, opt: str = "-Os",
+    timeout: float = 600,
+):  # fmt: skip
+    """Modelled Cortex-M4 cycles of one ``PREFIX_forward`` on ``obs[0]``
+    (:mod:`nnc4rl.export.cycles`): the exact QEMU trace of an image that runs it once, minus
+    that of one that runs it twice, so start-up code cancels. Returns a
+    :class:`nnc4rl.export.cycles.Trace` of the one inference.
+    """
+    from nnc4rl.export.cycles import Trace, trace_cycles
+
+    why = missing_tools()
+    if why:
+        raise ArtifactError(why)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    c_path, h_path = save_c(art, work / "policy.c", prefix, integer, encoding)
+    obs = np.asarray(obs)[:1]
+    traces = []
+    for calls in (1, 2):
+        (work / "main.c").write_text(_TRACE_MAIN.format(
+            header=h_path.name, obs_data=_obs_data(obs, integer and art.image).replace(
+                "N_OBS", "1"), n_out=art.n_outputs, calls=calls, p=prefix))  # fmt: skip
+        _link(work, c_path, opt)
+        log = work / f"trace{calls}.log"
+        _qemu(work, ["-d", "in_asm,exec,nochain", "-D", str(log)], timeout)
+        with open(log) as f:
+            traces.append(trace_cycles(f))
+        log.unlink()
+    one, two = traces
+    return Trace(two.instructions - one.instructions, two.cycles - one.cycles,
+                 two.taken - one.taken)  # fmt: skip
+
+
+def _build_and_run(art, obs, work: Path, integer, prefix, repeats, timeout, encoding, opt):
     c_path, h_path = save_c(art, work / "policy.c", prefix, integer, encoding)
     image = integer and art.image
     obs = np.asarray(obs)
@@ -226,20 +300,8 @@ def _build_and_run(art, obs, work: Path, integer, prefix, repeats, timeout, enco
     (work / "main.c").write_text(_MAIN.format(
         header=h_path.name, n=len(obs), repeats=repeats, obs_data=_obs_data(obs, image),
         n_out=n_out, n_act=n_act, per_obs=per_obs, p=prefix))  # fmt: skip
-    (work / "start.c").write_text(_START)
-    (work / "link.ld").write_text(_LINK)
-    gcc = "arm-none-eabi-gcc"
-    _run([gcc, *M4_FLAGS, *STRICT_FLAGS, "-c", "-o", str(work / "policy.o"), str(c_path)],
-         "arm-none-eabi-gcc (policy, -Werror)")  # fmt: skip
-    _run([gcc, *M4_FLAGS, "-std=gnu99", "-ffreestanding", "-nostartfiles", "-T",
-          str(work / "link.ld"), "-o", str(work / "fw.elf"), str(work / "start.c"),
-          str(work / "main.c"), str(work / "policy.o"), "-lm", "-lc", "-lgcc"],
-         "arm-none-eabi-gcc (image)")  # fmt: skip
-    out = _run(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                "-serial", "none", "-chardev", "stdio,id=semi", "-semihosting-config",
-                "enable=on,target=native,chardev=semi", "-icount", "shift=0", "-kernel",
-                str(work / "fw.elf")],
-               "qemu-system-arm", timeout)  # fmt: skip
+    _link(work, c_path, opt)
+    out = _qemu(work, ["-icount", "shift=0"], timeout)
     lines = out.strip().splitlines()
     if not lines or not lines[-1].startswith("calib"):
         raise ArtifactError(f"the M4 image did not finish: {out[-200:]!r}")

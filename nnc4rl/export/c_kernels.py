@@ -1,0 +1,331 @@
+"""Integer-path C kernels of the C export: requantization, fully-connected and unpadded conv
+layers, fast on a Cortex-M4 and bit-exact with :mod:`nnc4rl.export.integer` everywhere.
+
+Only *how* C computes is chosen here, never *what*: every kernel evaluates exactly the integer
+arithmetic of FORMAT.md "Integer path", so the host, the M4 and the numpy reference agree bit for
+bit (tests/test_mcu.py checks each kernel kind on the M4).
+
+* Requantization (:func:`requant_function`), once per output: ``clamp((acc * m + 2^(s-1)) >> s)``.
+  With ``s = 32 + t``, ``t >= 1``: ``(acc * m + 2^(s-1)) >> s == ((acc * m >> 32) + 2^(t-1)) >> t``
+  exactly (``2^(s-1)`` is a multiple of ``2^32``, and floor divisions compose), so the 64-bit
+  variable shift becomes the high word of one 32x32 -> 64 multiply (SMULL on the M4), an add and
+  a constant shift; a layer whose outputs share ``(m, s)`` (per-tensor scales) gets them as
+  literals. ``s <= 32`` keeps the 64-bit form.
+* Fully-connected (:func:`linear_kernel`), one of two kernels per layer, chosen by the modelled
+  M4 instruction count (:func:`modelled_instructions`, constants measured under QEMU), ties by
+  bytes; the choice and both figures go in the layer's comment:
+
+  - ``csr``: the non-zeros row by row, int8 values and uint8 (<= 256 columns) or uint16 column
+    indices read sequentially, a per-row uint8 / uint16 count: cost proportional to the
+    non-zeros plus a few instructions per output.
+  - ``dense``: every weight; int8 activations use the DSP extension where the compiler has it
+    (``__ARM_FEATURE_DSP``: ``__sxtb16`` unpacks two int8 pairs of a word, ``__smlad`` does two
+    16x16 MACs into the int32 accumulator, CMSIS-NN style) and the portable loop elsewhere.
+    ``__smlad`` wraps modulo 2^32 like the int32 sum, and every partial sum fits int32
+    (:func:`nnc4rl.export.integer._layer_plan` bounds ``|bias| + sum |w| max|x|``), so both
+    builds give the same accumulator.
+* Conv (:func:`conv_kernel`): each output channel over its non-zero weights (every weight for
+  the dense code of the same net), blocks of output positions sharing each weight's load.
+* Biases are int16 where they fit (:func:`bias_array`), int32 otherwise. Layer functions are kept
+  out of line (``NOINLINE``): inlined into one function, gcc folds the activation buffers'
+  addresses into immediate offsets and runs out of registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nnc4rl.export.model import ArtifactError, Layer
+
+# Modelled Cortex-M4 instructions (gcc -Os, measured under QEMU with benchmarks/bench_mcu.py on
+# the 98 % Hopper-sized actor): per non-zero and per output row of ``csr``, per weight and per
+# output row of ``dense`` (int8 activations with the DSP extension; int16 inputs run the
+# portable loop).
+CSR_PER_NNZ, CSR_PER_ROW = 6.0, 12.0
+DENSE_PER_MAC, DENSE_PER_MAC_16, DENSE_PER_ROW = 2.4, 4.0, 14.0
+KERNELS = ("csr", "dense")
+
+DSP_GUARD = "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)"
+DSP_INCLUDE = (
+    f"#if {DSP_GUARD}\n#include <arm_acle.h>\n#include <string.h>\n"
+    "/* SXTB16 of the word rotated by 8 (bytes 1 and 3): one instruction, which gcc 12 does not\n"
+    "   combine from __sxtb16 of a rotation */\n"
+    "static int32_t sxtb16_ror8(uint32_t v)\n"
+    '{ int32_t r; __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v)); return r; }\n'
+    "#endif\n"
+)
+# Layer functions stay out of line: inlined into one function, gcc -Os/-O2 folds the activation
+# buffers' addresses into immediate offsets (an extra add per activation load) and spills
+# (noclone: nor specialised on those constant addresses).
+# The requantization, a few instructions, is always inlined (gcc -Os calls it otherwise).
+NOINLINE_MACRO = (
+    "#if defined(__clang__)\n#define NOINLINE __attribute__((noinline))\n"
+    "#elif defined(__GNUC__)\n#define NOINLINE __attribute__((noinline, noclone))\n"
+    "#else\n#define NOINLINE\n#endif\n"
+    "#if defined(__GNUC__)\n#define INLINE inline __attribute__((always_inline))\n"
+    "#else\n#define INLINE inline\n#endif\n"
+)
+
+
+def _i32(v: int) -> str:
+    v = int(v)
+    return f"{v}" if v != -(2**31) else "(-2147483647 - 1)"
+
+
+def _array(ctype: str, name: str, values, per_line: int = 16) -> str:
+    vals = [str(v) for v in np.asarray(values).reshape(-1).tolist()] or ["0"]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
+
+
+def bias_array(name: str, bias: np.ndarray) -> str:
+    """The accumulator-unit biases in the narrowest of int16 / int32 that holds them (loaded
+    with LDRSH instead of LDR: same cost, half the flash)."""
+    b = np.asarray(bias, np.int64)
+    small = b.size == 0 or (b.min() >= -(2**15) and b.max() < 2**15)
+    return _array("int16_t" if small else "int32_t", name, [_i32(v) for v in b], 8)
+
+
+def requant_function(name: str, mult: np.ndarray, shift: np.ndarray, lo: int) -> tuple[str, str]:
+    """``(data, function)``: ``static int8_t NAME(int32_t acc, int r)``, the requantization of
+    output ``r`` (module docstring), with literals when every output shares ``(m, s)``.
+
+    :param mult: int ``(rows,)`` multipliers in ``[2^30, 2^31)`` (0 with shift 1: output 0).
+    :param shift: int ``(rows,)`` shifts in ``[1, 62]``.
+    :param lo: the clamp's lower bound (0 with a fused ReLU, else -127).
+    """
+    mult, shift = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    uniform = bool(np.all(mult == mult[0]) and np.all(shift == shift[0]))
+    # two one-sided clamps: gcc makes USAT (lo 0) / SSAT-free compares of them, no branches
+    clamp = f"    h = h < {lo} ? {lo} : h;\n    return (int8_t)(h > 127 ? 127 : h);\n"
+    head = f"static INLINE int8_t {name}(int32_t acc, int r)\n{{\n"
+    if uniform:
+        m, s = int(mult[0]), int(shift[0])
+        if s > 32:
+            body = (f"    int32_t h = (int32_t)(((int64_t)acc * {m}) >> 32);\n"
+                    f"    (void)r;\n    h = (h + {1 << (s - 33)}) >> {s - 32};\n")  # fmt: skip
+        else:
+            body = (f"    int64_t h = ((int64_t)acc * {m} + ((int64_t)1 << {s - 1})) >> {s};\n"
+                    "    (void)r;\n")  # fmt: skip
+        return "", head + body + clamp + "}\n"
+    data = _array("int32_t", f"{name}_m", [_i32(v) for v in mult], 8)
+    if int(shift.min()) > 32:
+        data += _array("uint8_t", f"{name}_t", shift - 32)
+        body = (f"    int32_t h = (int32_t)(((int64_t)acc * {name}_m[r]) >> 32);\n"
+                f"    const int t = {name}_t[r];\n    h = (h + (1 << (t - 1))) >> t;\n")  # fmt: skip
+    else:
+        data += _array("uint8_t", f"{name}_s", shift)
+        body = (f"    const int s = {name}_s[r];\n"
+                f"    int64_t h = ((int64_t)acc * {name}_m[r] + ((int64_t)1 << (s - 1))) >> s;\n")  # fmt: skip
+    return data, head + body + clamp + "}\n"
+
+
+def modelled_instructions(kind: str, rows: int, cols: int, nnz: int, in_bits: int) -> float:
+    """Modelled Cortex-M4 instructions of one layer's kernel (constants above)."""
+    if kind == "csr":
+        return CSR_PER_NNZ * nnz + CSR_PER_ROW * rows
+    per_mac = DENSE_PER_MAC if in_bits == 8 else DENSE_PER_MAC_16
+    return per_mac * rows * cols + DENSE_PER_ROW * rows
+
+
+def kernel_bytes(kind: str, rows: int, cols: int, nnz: int) -> int:
+    """Flash bytes of a kernel's weight arrays (int8 values; csr: column indices and counts)."""
+    if kind == "dense":
+        return rows * cols
+    idx = 1 if cols <= 256 else 2
+    return nnz * (1 + idx) + rows * (1 if cols <= 255 else 2)
+
+
+def choose_kernel(layer: Layer, in_bits: int, forced: str | None = None) -> tuple[str, str]:
+    """``(kind, why)``: the kernel of an int8 layer and the comment recording the choice.
+
+    :param forced: ``"dense"`` or ``"csr"`` (benchmarks), else the cheaper modelled cost.
+    """
+    rows, cols, nnz = layer.rows, layer.cols, layer.nnz
+    cost = {k: modelled_instructions(k, rows, cols, nnz, in_bits) for k in KERNELS}
+    size = {k: kernel_bytes(k, rows, cols, nnz) for k in KERNELS}
+    kind = forced or min(KERNELS, key=lambda k: (cost[k], size[k]))
+    why = (f"kernel {kind}{' (forced)' if forced else ''}: modelled M4 insn csr {cost['csr']:.0f} "
+           f"/ dense {cost['dense']:.0f}, weight bytes csr {size['csr']} / dense {size['dense']}")  # fmt: skip
+    return kind, why
+
+
+def linear_kernel(
+    i: int, layer: Layer, kind: str, in_t: str, out_t: str, bias: np.ndarray,
+    store: Callable[[str], str],
+) -> tuple[str, str]:  # fmt: skip
+    """``(data, function)`` of ``static void layer{i}(const in_t *x, out_t *y)``.
+
+    :param bias: int ``(rows,)`` accumulator-unit biases.
+    :param store: C statement storing ``acc`` of row ``r`` given the output expression ``y[r]``.
+    """
+    rows, cols = layer.rows, layer.cols
+    m = layer.matrix.astype(np.int8).reshape(rows, cols)
+    data = bias_array(f"L{i}_b", bias)
+    head = f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+    if kind == "csr":
+        nz = m != 0
+        counts = nz.sum(axis=1)
+        idx_t = "uint8_t" if cols <= 256 else "uint16_t"
+        cnt_t = "uint8_t" if counts.max(initial=0) <= 255 else "uint16_t"
+        data += _array("int8_t", f"L{i}_v", m[nz])
+        data += _array(idx_t, f"L{i}_ci", np.nonzero(nz)[1])
+        data += _array(cnt_t, f"L{i}_n", counts)
+        body = (
+            f"    const int8_t *v = L{i}_v;\n    const {idx_t} *ci = L{i}_ci;\n"
+            f"    const {cnt_t} *cnt = L{i}_n;\n    int r;\n"
+            f"    for (r = 0; r < {rows}; ++r) {{\n"
+            f"        int32_t acc = L{i}_b[r];\n        uint32_t n = *cnt++;\n"
+            "        if (n != 0) do acc += (int32_t)*v++ * x[*ci++]; while (--n != 0);\n"
+            f"{store('y[r]')}    }}\n}}\n"
+        )
+        return data, head + body
+    data += _array("int8_t", f"L{i}_v", m.reshape(-1))
+    portable = f"        for (c = 0; c < {cols}; ++c) acc += (int32_t)w[c] * x[c];\n"
+    if in_t == "int8_t" and cols >= 8:
+        inner = (
+            f"#if {DSP_GUARD}\n"
+            f"        for (c = 0; c + 8 <= {cols}; c += 8) {{\n"
+            "            uint32_t w0, w1, x0, x1;\n"
+            "            memcpy(&w0, w + c, 4);\n            memcpy(&x0, x + c, 4);\n"
+            "            memcpy(&w1, w + c + 4, 4);\n            memcpy(&x1, x + c + 4, 4);\n"
+            "            acc = __smlad(__sxtb16((int32_t)w0), __sxtb16((int32_t)x0), acc);\n"
+            "            acc = __smlad(sxtb16_ror8(w0), sxtb16_ror8(x0), acc);\n"
+            "            acc = __smlad(__sxtb16((int32_t)w1), __sxtb16((int32_t)x1), acc);\n"
+            "            acc = __smlad(sxtb16_ror8(w1), sxtb16_ror8(x1), acc);\n"
+            "        }\n"
+            f"        for (; c < {cols}; ++c) acc += (int32_t)w[c] * x[c];\n"
+            f"#else\n{portable}#endif\n"
+        )
+    else:
+        inner = portable
+    body = (
+        f"    const int8_t *w = L{i}_v;\n    int r, c;\n"
+        f"    for (r = 0; r < {rows}; ++r, w += {cols}) {{\n"
+        f"        int32_t acc = L{i}_b[r];\n{inner}{store('y[r]')}    }}\n}}\n"
+    )
+    return data, head + body
+
+
+def _tail_blocks(width: int) -> list[int]:
+    """Block sizes after blocks of 4: a 2 and / or a 1 (``width % 4`` positions)."""
+    rest, out = width % 4, []
+    for p in (2, 1):
+        if rest >= p:
+            out.append(p)
+            rest -= p
+    return out
+
+
+def conv_kernel(
+    i: int, layer: Layer, in_t: str, out_t: str, bias: np.ndarray, s_in: tuple[int, int, int],
+    s_out: tuple[int, int, int], stride: tuple[int, int], hwc: bool,
+    store: Callable[[str, str], str], dense: bool = False,
+) -> tuple[str, str]:  # fmt: skip
+    """``(data, functions)`` of an unpadded conv ``static void layer{i}(const in_t *x, out_t *y)``
+    (CHW output), over each output channel's non-zero weights.
+
+    Each non-zero weight of channel ``o`` is one uint32 word, read sequentially: its input offset
+    (``(ic H + ky) W + kx``; HWC input: ``(ky W + kx) C + ic``) << 8 | its int8 code. Blocks of 8
+    (then 4) adjacent output positions of a row (the ``OW % 4`` columns left: blocks of 4, 2, 1
+    down the column) share each word's load and keep their accumulators in registers, so an
+    output costs one bias load and one requantization, and a MAC one activation load and one
+    multiply-accumulate.
+
+    :param s_in: ``(C, H, W)`` of the input, :param s_out: ``(O, OH, OW)``.
+    :param hwc: the input is the raw HWC frame stack.
+    :param store: the C statement storing accumulator ``acc`` (an expression) of channel ``o``
+        into the output element ``y`` (an expression).
+    :param dense: every weight, zeros included (the dense code of the same network).
+    """
+    c_in, h, w = s_in
+    o_n, oh, ow = s_out
+    kh, kw = layer.codes.shape[2:]
+    sh, sw = stride
+    m = layer.matrix.astype(np.int8)
+    ic, ky, kx = np.unravel_index(np.arange(layer.cols), (c_in, kh, kw))
+    col_off = (ky * w + kx) * c_in + ic if hwc else (ic * h + ky) * w + kx
+    step = sw * c_in if hwc else sw  # the input distance of two adjacent output positions
+    row_step = sh * w * (c_in if hwc else 1)
+    nz = np.ones_like(m, bool) if dense else m != 0
+    counts = nz.sum(axis=1)
+    offs = col_off[np.nonzero(nz)[1]].astype(np.int64)
+    if offs.max(initial=0) >= 1 << 24:
+        raise ArtifactError(f"layer {layer.name}: input of {c_in * h * w} elements is too large")
+    cnt_t = "uint16_t" if counts.max(initial=0) <= 0xFFFF else "uint32_t"
+    data = bias_array(f"L{i}_b", bias)
+    # one word a weight: its input offset << 8 | its int8 code (one load, one pointer)
+    words = (offs << 8) | (m[nz].astype(np.int64) & 0xFF)
+    data += _array("uint32_t", f"L{i}_wo", [f"{v}u" for v in words.tolist()], 8)
+    data += _array(cnt_t, f"L{i}_n", counts)
+    funcs: dict[tuple[int, int], str] = {}
+
+    def blk(p: int, d: int) -> str:
+        """``L{i}_blk{p}_{d}``: ``p`` output positions ``d`` input elements apart; the loads
+        first, so that the M4 pipelines them (one cycle each after the first)."""
+        name = f"L{i}_blk{p}_{d}"
+        if (p, d) not in funcs:
+            loads = ", ".join(f"x{j} = q[{j * d}]" for j in range(p))
+            funcs[(p, d)] = (
+                f"static NOINLINE void {name}(const {in_t} *x, const uint32_t *e, uint32_t n, "
+                f"int32_t *acc)\n{{\n"
+                f"    int32_t {', '.join(f'a{j} = acc[{j}]' for j in range(p))};\n"
+                f"    if (n != 0) do {{\n        const uint32_t v = *e++;\n"
+                f"        const {in_t} *q = x + (v >> 8);\n"
+                f"        const int32_t wk = ((int32_t)(v & 0xFFu) ^ 0x80) - 0x80, {loads};\n"
+                f"        {' '.join(f'a{j} += wk * x{j};' for j in range(p))}\n"
+                f"    }} while (--n != 0);\n    {' '.join(f'acc[{j}] = a{j};' for j in range(p))}\n}}\n"
+            )
+        return name
+
+    def block(p: int, d: int, x_at: str, y_at, ind: str) -> str:
+        """One call of a block and the requantization of its ``p`` outputs (``y_at(j)``)."""
+        stores = "".join(f"{ind}{store(y_at(j), f'acc[{j}]')}\n" for j in range(p))
+        return (f"{ind}{' = '.join(f'acc[{j}]' for j in range(p))} = b;\n"
+                f"{ind}{blk(p, d)}({x_at}, e, n, acc);\n{stores}")  # fmt: skip
+
+    # rows: blocks of 8 (then one of 4) positions along x; the columns left over (ow % 4):
+    # blocks of 4, 2, 1 down y
+    main, wide = ow - ow % 4, ow - ow % 8
+    rows = ""
+    if main:
+        rows += (
+            f"        for (oy = 0; oy < {oh}; ++oy) {{\n"
+            f"            const {in_t} *xr = x + oy * {row_step};\n"
+            f"            {out_t} *yr = y + (o * {oh} + oy) * {ow};\n"
+            + (f"            for (ox = 0; ox < {wide}; ox += 8) {{\n"
+               + block(8, step, f"xr + ox * {step}", lambda j: f"yr[ox + {j}]",
+                       "                ") + "            }\n" if wide else "")
+            + (block(4, step, f"xr + {wide * step}", lambda j: f"yr[{wide + j}]",
+                     "            ") if main > wide else "")
+            + "        }\n"
+        )  # fmt: skip
+    for ox in range(main, ow):
+        col = f"y + o * {oh * ow} + {ox}"
+        if oh >= 4:
+            rows += (
+                f"        for (oy = 0; oy + 4 <= {oh}; oy += 4) {{\n"
+                f"            {out_t} *yc = {col} + oy * {ow};\n"
+                + block(4, row_step, f"x + oy * {row_step} + {ox * step}",
+                        lambda j: f"yc[{j * ow}]", "            ")
+                + "        }\n"
+            )  # fmt: skip
+        oy = oh - oh % 4
+        for p in _tail_blocks(oh):
+            rows += ("        {\n" + f"            {out_t} *yc = {col} + {oy * ow};\n"
+                     + block(p, row_step, f"x + {oy * row_step + ox * step}",
+                             lambda j: f"yc[{j * ow}]", "            ") + "        }\n")  # fmt: skip
+            oy += p
+    body = (
+        f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+        f"    const uint32_t *e = L{i}_wo;\n"
+        "    int o, oy, ox;\n    int32_t acc[8];\n"
+        f"    for (o = 0; o < {o_n}; ++o) {{\n"
+        f"        const uint32_t n = L{i}_n[o];\n        const int32_t b = L{i}_b[o];\n"
+        f"{rows}        e += n;\n    }}\n    (void)ox;\n    (void)oy;\n}}\n"
+    )
+    funcs_text = "".join(funcs.values())
+    return data, funcs_text + body

@@ -28,7 +28,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from nnc4rl.core.atomic import atomic_dir, remove_dead_partials
 from nnc4rl.core.config import ConfigError, check_int
 from nnc4rl.core.envs import evaluation_seeds, make_envs
 from nnc4rl.runs.evaluation import Evaluator
-from nnc4rl.runs.spec import IMAGE_ARCHS, RunSpec, make_plan, resolve
+from nnc4rl.runs.spec import IMAGE_ARCHS, RunSpec, make_plan, resolve, spec_fields
 from nnc4rl.runs.summary import write_summary
 
 # Without --checkpoint-every, a checkpoint every this many seconds of training (~5 min of work).
@@ -154,7 +153,7 @@ class _Run:
         from nnc4rl.compress.callback import CompressionCallback
 
         self.spec, self.hyper, self.plan = spec, hyper, plan
-        self.key = json.loads(json.dumps({"spec": asdict(spec), "hyperparameters": hyper}))
+        self.key = json.loads(json.dumps({"spec": spec_fields(spec), "hyperparameters": hyper}))
         self.eval_freq = hyper["evaluation"]["eval_freq"]
         seeds = evaluation_seeds(spec.seed, hyper["evaluation"]["eval_episodes"])
         self.evaluator = Evaluator(eval_env, seeds)

@@ -8,7 +8,7 @@ keyed and stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nnc4rl.compress.algos import NAMES, algo_by_name
@@ -65,6 +65,15 @@ class RunSpec:
     threads: int = 1
     device: str = "cpu"
     init_model: str | None = None
+
+
+def spec_fields(spec: RunSpec) -> dict[str, Any]:
+    """``spec`` as a dict for keys and ``run.json``; ``init_model`` only when set, so a run or
+    checkpoint of a fresh model has the same key as before the field existed."""
+    fields = asdict(spec)
+    if fields["init_model"] is None:
+        del fields["init_model"]
+    return fields
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:

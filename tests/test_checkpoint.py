@@ -42,6 +42,16 @@ CASES = {
              "--sparsity", "0.9", "--set", "learning_starts=40", "--set", "eval_freq=1000",
              "--set", "eval_episodes=1", "--set", "target_update_interval=40",
              "--set", "n_events=8", "--set", "ptq_bits=[8]"], 32, (101, 181)),
+    # T = 320 in rollouts of 32: pruning in [64, 256), QAT in [320, 384); checkpoints between
+    # rollouts, so every 32 steps
+    "ppo": (["--algo", "ppo", "--env", "Pendulum-v1", "--steps", "320", "--sparsity", "0.9",
+             "--set", "n_steps=32", "--set", "batch_size=32", "--set", "n_epochs=2",
+             "--set", "eval_freq=100", "--set", "eval_episodes=2", "--set", "n_events=12"],
+            32, (150, 350)),
+    # TD3: actor_target mirrored; T = 300 as SAC's
+    "td3": (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "300", "--sparsity", "0.9",
+             "--set", "learning_starts=60", "--set", "eval_freq=100", "--set", "eval_episodes=2",
+             "--set", "n_events=12", "--set", "policy_kwargs.net_arch=[64, 64]"], 50, (175, 335)),
 }  # fmt: skip
 
 

@@ -104,12 +104,13 @@ def test_n_envs_above_one_uses_the_num_timesteps_clock():
     assert compression.measured_sparsity() == pytest.approx(0.7, abs=4 / 5000)
 
 
-def test_unsupported_model_is_rejected():
-    from stable_baselines3 import PPO
+def test_unsupported_model_is_rejected_naming_the_supported_ones():
+    sb3_contrib = pytest.importorskip("sb3_contrib")
 
-    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32)
-    with pytest.raises(TypeError, match="PPO is not supported"):
+    model = sb3_contrib.RecurrentPPO("MlpLstmPolicy", "CartPole-v1", n_steps=64, batch_size=32)
+    with pytest.raises(TypeError, match="RecurrentPPO is not supported: use one of SAC, TQC") as e:
         model.learn(64, callback=CompressionCallback(TrainingPlan(T=64)))
+    assert "\n" not in str(e.value) and "PPO, A2C" in str(e.value)
 
 
 class ScheduleWatch(BaseCallback):

@@ -152,7 +152,9 @@ def test_same_seed_gives_identical_numbers(tmp_path):
 
 BASE = {"--algo": "sac", "--env": "Hopper-v4", "--steps": "100"}
 BAD = [
-    ({"--algo": "ppo"}, "ppo"),
+    ({"--algo": "recurrentppo"}, "recurrentppo"),
+    ({"--algo": "dqn", "--env": "Pendulum-v1"}, "continuous actions"),
+    ({"--algo": "td3", "--env": "CartPole-v1"}, "td3 needs a Box action space"),
     ({"--env": "Hopper-v99"}, "Hopper-v99"),
     ({"--sparsity": "1.0"}, "'1.0'"),
     ({"--sparsity": "-0.5"}, "-0.5"),

@@ -1,7 +1,7 @@
-"""The ``nnc4rl`` command: ``train``, ``export`` and ``sweep`` (``nnc4rl CMD --help``).
+"""The ``nnc4rl`` command: ``train``, ``compress``, ``export`` and ``sweep`` (``nnc4rl CMD --help``).
 
 Layer 5, the top. Owns: argument parsing, one module per subcommand (:mod:`.train`,
-:mod:`.export`, :mod:`.sweep`; shared argument types in :mod:`.types`); each calls the layer
+:mod:`.compress`, :mod:`.export`, :mod:`.sweep`; shared argument types in :mod:`.types`); each calls the layer
 that does the work. Bad input is one error line and exit status 2.
 
 May import: every layer; nothing below imports this package.
@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nnc4rl.cli import export, sweep, train
+from nnc4rl.cli import compress, export, sweep, train
 from nnc4rl.cli.types import Parser
 from nnc4rl.core import __version__
 from nnc4rl.core.config import ConfigError
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nnc4rl", description="Compress SB3 RL agents: pruning + QAT.")
     parser.add_argument("--version", action="version", version=f"nnc4rl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (train, export, sweep):
+    for module in (train, compress, export, sweep):
         module.register(sub)
     return parser
 

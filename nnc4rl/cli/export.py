@@ -14,7 +14,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a compressed policy (npz artifact, ONNX QDQ, or C99 source)",
-        description="Export the compressed SAC actor / DQN Q-network of a run folder (model.zip "
+        description="Export the compressed deployed network (SAC / TQC / TD3 / DDPG actor, DQN "
+        "Q-network, PPO / A2C action path) of a run folder (model.zip "
         "or a run-store policy.npz inside), model.zip or artifact .npz. The model must be "
         "quantized (trained with --quantize): its weights must lie on a symmetric int grid. "
         "Format: nnc4rl/export/FORMAT.md. Safety: an .npz artifact is data only and is checked "

@@ -15,20 +15,27 @@ def register(subparsers) -> None:
     t = subparsers.add_parser(
         "train",
         help="train one compressed agent into a run folder",
-        description="Train SAC/DQN with gradual magnitude pruning (0.2-0.8 T), fine-tuning "
-        "(0.8-1 T) and, with --quantize, QAT (1-1.2 T); evaluate; save model.zip, "
-        "summary.json and evaluations.csv into --out.",
+        description="Train an SB3 agent (SAC, TQC, TD3, DDPG, DQN, PPO, A2C) with gradual "
+        "magnitude pruning (0.2-0.8 T), fine-tuning (0.8-1 T) and, with --quantize, QAT "
+        "(1-1.2 T); evaluate; save model.zip, summary.json and evaluations.csv into --out.",
     )
     t.add_argument("--algo", required=True, choices=ALGOS)
     t.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v4, PongNoFrameskip-v4")
     t.add_argument("--arch", choices=ARCHS, help="network (default: mlp, or cnn on Atari)")
+    add_run_arguments(t, steps_help="the paper's T (env steps)")
+    t.set_defaults(func=_run_train)
+
+
+def add_run_arguments(t, steps_help: str) -> None:
+    """The compression, seed, output, checkpoint and machine options ``train`` and
+    ``compress`` share."""
     t.add_argument("--sparsity", type=fraction, default=0.0, help="final sparsity in [0, 1)")
     t.add_argument("--distribution", choices=DISTRIBUTIONS, default="erdos_renyi")
     t.add_argument("--quantize", action="store_true", help="add the QAT phase (1.2 T steps)")
     t.add_argument("--extra-finetune", action="store_true",
                    help="without --quantize: fine-tune to 1.2 T (the equal-length control)")  # fmt: skip
     t.add_argument("--bits", type=bits, default=8, help="QAT bit width, 2..8 (default 8)")
-    t.add_argument("--steps", type=positive_int, required=True, help="the paper's T (env steps)")
+    t.add_argument("--steps", type=positive_int, required=True, help=steps_help)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run folder to create (must not exist)")
     t.add_argument("--checkpoint-every", type=positive_int, metavar="N",
@@ -49,7 +56,6 @@ def register(subparsers) -> None:
     t.add_argument("--device", default="cpu")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip
-    t.set_defaults(func=_run_train)
 
 
 def _print_summary(s: dict) -> None:
@@ -68,18 +74,32 @@ def _print_summary(s: dict) -> None:
             f"  eval {name} (step {e['step']}): {e['mean']:.1f} +- {e['std']:.1f} "
             f"over {e['episodes']} episodes"
         )
+    if "input" in s["eval"]:  # nnc4rl compress: the cost against the input, episode by episode
+        final = "qat_end" if s["quantized"] else max(
+            (p for p in s["eval"] if p in ("finetune_end", "extra_finetune_end")),
+            key=lambda p: s["eval"][p]["step"])  # fmt: skip
+        diff = [a - b for a, b in zip(s["eval"][final]["returns"], s["eval"]["input"]["returns"],
+                                      strict=True)]  # fmt: skip
+        lines.append(f"  compression cost: {final} - input = {sum(diff) / len(diff):+.1f} mean "
+                     f"return over the same {len(diff)} episodes")  # fmt: skip
+    if s.get("value_function"):
+        lines.append(f"  value function: {s['value_function']}")
     print("\n".join(lines))
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from nnc4rl.runs.runner import train
+def print_summary(s: dict) -> None:
+    """The run's one-screen report (``train`` and ``compress``)."""
+    _print_summary(s)
 
-    spec = RunSpec(
+
+def spec_from_args(args: argparse.Namespace, **extra) -> RunSpec:
+    """The :class:`RunSpec` of parsed ``train`` / ``compress`` arguments."""
+    return RunSpec(
         algo=args.algo,
         env=args.env,
         steps=args.steps,
         seed=args.seed,
-        arch=args.arch,
+        arch=getattr(args, "arch", None),
         sparsity=args.sparsity,
         distribution=args.distribution,
         quantize=args.quantize,
@@ -89,7 +109,14 @@ def _run_train(args: argparse.Namespace) -> int:
         n_envs=args.n_envs,
         threads=args.threads,
         device=args.device,
+        **extra,
     )
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from nnc4rl.runs.runner import train
+
+    spec = spec_from_args(args)
     summary = train(spec, args.out, progress=args.progress,
                     checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
     _print_summary(summary)

@@ -1,13 +1,9 @@
 """Stable-Baselines3 integration: a callback that prunes and quantizes during ``learn``.
 
-Which network is compressed:
-
-* SAC - the actor only: only the actor runs at inference; the critics stay dense fp32. The
-  sparsity budget is spread over the deployed path ``latent_pi`` + ``mu`` (obs -> 256 -> 256 ->
-  act) and ``log_std`` is pruned to ``mu``'s density, as the authors do, so the network that
-  ships has exactly the target sparsity.
-* DQN - the Q-network (features extractor and head); its target network carries the same zeros
-  and, during QAT, the same fake quantization.
+Which network is compressed is declared per algorithm in :mod:`nnc4rl.compress.algos` (SAC, TQC,
+TD3, DDPG, DQN, PPO, A2C): SAC's and TQC's actor (``log_std`` pruned to ``mu``'s density), the
+TD3 / DDPG actor with ``actor_target`` mirrored, DQN's Q-network with its target mirrored, and the
+PPO / A2C action path (the value branch stays dense). Any other model is refused in one line.
 
 Usage on your own agent::
 
@@ -18,7 +14,9 @@ Usage on your own agent::
 
 Masks are enforced by a post-step hook on the compressed network's optimizer, so no optimizer
 step can regrow a pruned weight between pruning events (a mask applied only in ``on_step`` is
-undone by the next ``train()``). The clock is ``model.num_timesteps``, so ``n_envs > 1`` works.
+undone by the next ``train()``; PPO's many epochs per rollout are each such a step). The clock is
+``model.num_timesteps``, so ``n_envs > 1`` works; on-policy algorithms call the callback after
+every env step of a rollout, so a pruning event is applied at the step it falls due.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
+from nnc4rl.compress.algos import algo_of
 from nnc4rl.compress.plan import Phase, TrainingPlan
 from nnc4rl.compress.pruning import Distribution, MaskSet, prunable_layers
 from nnc4rl.compress.quant import bake_fake_quant, enable_fake_quant
@@ -63,28 +62,37 @@ class CompressedNetwork:
         return [f"{self.prefix}{n}.weight" for n in self.names]
 
 
-def compressed_network(model: BaseAlgorithm) -> CompressedNetwork:
-    """Locate the network to compress in an SB3 ``SAC`` or ``DQN`` model."""
-    from stable_baselines3 import DQN, SAC
+def _network_layers(root: nn.Module, parts: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
+    """``(name relative to root, layer)`` of the prunable layers of ``parts`` (all of ``root``
+    when ``parts`` is empty), in forward order."""
+    if not parts:
+        return prunable_layers(root)
+    out = []
+    for part in parts:
+        for name, layer in prunable_layers(root.get_submodule(part)):
+            out.append((f"{part}.{name}" if name else part, layer))
+    return out
 
-    if isinstance(model, SAC):
-        named = prunable_layers(model.actor)
-        names = [n for n, _ in named]
-        tied = {names.index("log_std"): names.index("mu")} if "log_std" in names else {}
-        return CompressedNetwork(
-            "actor.", names, [m for _, m in named], [], model.actor.optimizer, tied
-        )
-    if isinstance(model, DQN):
-        named = prunable_layers(model.q_net)
-        target = dict(prunable_layers(model.q_net_target))
-        return CompressedNetwork(
-            "q_net.",
-            [n for n, _ in named],
-            [m for _, m in named],
-            [target[n] for n, _ in named],
-            model.policy.optimizer,
-        )
-    raise TypeError(f"model of type {type(model).__name__} is not supported: use SAC or DQN")
+
+def compressed_network(model: BaseAlgorithm) -> CompressedNetwork:
+    """Locate the network to compress in an SB3 model (see :mod:`nnc4rl.compress.algos`).
+
+    :raises TypeError: one line naming the supported algorithms, for any other model.
+    """
+    info = algo_of(model)
+    policy = model.policy
+    root = policy.get_submodule(info.root) if info.root else policy
+    named = _network_layers(root, info.parts)
+    names = [n for n, _ in named]
+    mirrors: list[nn.Module] = []
+    if info.mirror is not None:
+        target = dict(_network_layers(policy.get_submodule(info.mirror), info.parts))
+        mirrors = [target[n] for n in names]
+    tied = {names.index(a): names.index(b) for a, b in info.tied if a in names and b in names}
+    optimizer = policy
+    for attr in info.optimizer.split("."):
+        optimizer = getattr(optimizer, attr)
+    return CompressedNetwork(info.prefix, names, [m for _, m in named], mirrors, optimizer, tied)
 
 
 class CompressionCallback(BaseCallback):

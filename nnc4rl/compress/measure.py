@@ -10,40 +10,48 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.save_util import load_from_zip_file
 
+from nnc4rl.compress.algos import AlgoInfo, algo_by_name, algo_of_keys
 from nnc4rl.compress.quant import weight_scale
 from nnc4rl.compress.size import network_size
 
-# Layers that are compressed but never deployed: SAC's log_std head only serves exploration.
-NOT_DEPLOYED = ("actor.log_std.",)
+
+def _info(state_dict: dict[str, torch.Tensor], algo: str | None) -> AlgoInfo:
+    return algo_by_name(algo) if algo is not None else algo_of_keys(state_dict)
 
 
-def compressed_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def compressed_weights(
+    state_dict: dict[str, torch.Tensor], algo: str | None = None
+) -> dict[str, torch.Tensor]:
     """Weights of the deployed compressed network in a policy ``state_dict``, keyed by name.
 
-    SAC: the actor's deployed path ``latent_pi`` + ``mu`` (``log_std`` is pruned and quantized
-    too but only serves exploration, so it is neither exported nor counted). DQN: the Q-network's
-    Linear and Conv2d weights (``q_net.*.weight``; the target network is not counted). These are
+    The deployed layers of the algorithm's registry entry (:mod:`nnc4rl.compress.algos`; ``algo``
+    ``None`` recognises the layout from the keys): SAC / TQC the actor's ``latent_pi`` + ``mu``
+    (``log_std`` is pruned and quantized too but only serves exploration, so it is neither exported
+    nor counted), TD3 / DDPG the actor, DQN the Q-network (target networks are not counted),
+    PPO / A2C the features extractor, ``mlp_extractor.policy_net`` and ``action_net``. These are
     exactly the layers ``nnc4rl export`` writes.
     """
-    prefix = "actor." if any(k.startswith("actor.") for k in state_dict) else "q_net."
+    info = _info(state_dict, algo)
+    skip = tuple(f"{info.prefix}{n}." for n in info.not_deployed)
     return {
         k: v
         for k, v in state_dict.items()
-        if k.startswith(prefix)
-        and not k.startswith(NOT_DEPLOYED)
+        if k.startswith(info.part_prefixes)
+        and not (skip and k.startswith(skip))
         and k.endswith(".weight")
         and v.dim() in (2, 4)
     }
 
 
-def network_digest(state_dict: dict[str, torch.Tensor]) -> str:
+def network_digest(state_dict: dict[str, torch.Tensor], algo: str | None = None) -> str:
     """SHA-256 of every tensor of the compressed network (SAC: the whole actor; DQN: the
-    Q-network), names and bytes in order: equal digests mean bit-identical networks."""
+    Q-network; PPO: its action path), names and bytes in order: equal digests mean bit-identical
+    networks."""
     import hashlib
 
-    prefix = "actor." if any(k.startswith("actor.") for k in state_dict) else "q_net."
+    prefixes = _info(state_dict, algo).part_prefixes
     digest = hashlib.sha256()
-    for name in sorted(k for k in state_dict if k.startswith(prefix)):
+    for name in sorted(k for k in state_dict if k.startswith(prefixes)):
         digest.update(name.encode())
         digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -68,9 +76,14 @@ def grid_check(weight: torch.Tensor, bits: int) -> dict:
     }
 
 
-def measure_state_dict(state_dict: dict[str, torch.Tensor], bits: int | None) -> dict:
-    """Sparsity, size and (for ``bits``) grid facts of the compressed network of a policy."""
-    weights = compressed_weights(state_dict)
+def measure_state_dict(
+    state_dict: dict[str, torch.Tensor], bits: int | None, algo: str | None = None
+) -> dict:
+    """Sparsity, size and (for ``bits``) grid facts of the compressed network of a policy.
+
+    :param algo: the registry name (``ppo``); ``None`` recognises the layout from the keys.
+    """
+    weights = compressed_weights(state_dict, algo)
     layers = {
         k.removesuffix(".weight"): (
             w,
@@ -81,7 +94,7 @@ def measure_state_dict(state_dict: dict[str, torch.Tensor], bits: int | None) ->
     }
     size = network_size(layers, bits=bits or 32)
     out = {
-        "network_sha256": network_digest(state_dict),
+        "network_sha256": network_digest(state_dict, algo),
         "measured_sparsity": size["sparsity"],
         "params": size["numel"],
         "nnz": size["nnz"],
@@ -108,6 +121,6 @@ def load_policy_state(path: str | Path) -> dict[str, torch.Tensor]:
     return params["policy"]
 
 
-def measure_model_zip(path: str | Path, bits: int | None = None) -> dict:
+def measure_model_zip(path: str | Path, bits: int | None = None, algo: str | None = None) -> dict:
     """:func:`measure_state_dict` of the model saved at ``path``."""
-    return measure_state_dict(load_policy_state(path), bits)
+    return measure_state_dict(load_policy_state(path), bits, algo)

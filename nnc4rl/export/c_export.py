@@ -492,6 +492,14 @@ class _Gen:
         art, p = self.art, self.p
         self.program()
         n_out, discrete = art.n_outputs, art.head["kind"] == "argmax"
+        out_kind, out_what, act_what = {
+            "argmax": ("Q-values / logits", "Q-values / logits",
+                       "action[0] = argmax index (also returned)"),
+            "box": ("tanh-squashed actions", "actions in [-1, 1]",
+                    "rescaled to the action bounds; returns 0"),
+            "clip": ("mean actions", "the Gaussian's mean action",
+                     "the mean clipped to the action bounds; returns 0"),
+        }[art.head["kind"]]  # fmt: skip
         obs_t = "uint8_t" if (self.integer and art.image) else "float"
         mode = "int8 activations, int32 accumulators" if self.integer else "fp32 activations"
         P = p.upper()
@@ -507,14 +515,14 @@ class _Gen:
 #include <stdint.h>
 
 #define {P}_OBS_SIZE {int(np.prod(art.obs["shape"]))}    /* {obs_t} values in one observation (env layout) */
-#define {P}_OUTPUT_SIZE {n_out}    /* {"Q-values" if discrete else "tanh-squashed actions"} */
+#define {P}_OUTPUT_SIZE {n_out}    /* {out_kind} */
 #define {P}_ACTION_SIZE {art.action_size}
 #define {P}_DISCRETE {int(discrete)}
 #define {P}_INTEGER {int(self.integer)}
 
-/* Network outputs for one observation: {"Q-values" if discrete else "actions in [-1, 1]"}. Returns 0. */
+/* Network outputs for one observation: {out_what}. Returns 0. */
 int {p}_forward(const {obs_t} *obs, float *out);
-/* The env action: {"action[0] = argmax index (also returned)" if discrete else "rescaled to the action bounds; returns 0"}. */
+/* The env action: {act_what}. */
 int {p}_act(const {obs_t} *obs, float *action);
 {acc_decl}
 #endif
@@ -529,7 +537,7 @@ int {p}_act(const {obs_t} *obs, float *action);
                                                low="-INFINITY" if t == "f" else "-128"))  # fmt: skip
             elif name != "tanh":
                 helpers.append(_HELPERS[name])
-        needs_math = art.algo == "sac" or "maxpool_f" in self.helpers
+        needs_math = any(op["op"] == "tanh" for op in art.ops) or "maxpool_f" in self.helpers
         parts = [
             f"/* nnc4rl {art.algo.upper()} policy ({_comment(art.info.get('source', 'artifact'))}): "
             f"{len(art.layers)} layers, sparsity {art.sparsity():.4f}, int{art.bits} weights, "
@@ -545,7 +553,7 @@ int {p}_act(const {obs_t} *obs, float *action);
             lp = self.plan.ops[art.output_op]
             parts.append("}\n\n")
             parts.append(_array("float", "OUT_SCALE", lp.out_scale, _flt, 6))
-            squash = "tanhf((float)acc[i] * OUT_SCALE[i])" if art.algo == "sac" else (
+            squash = "tanhf((float)acc[i] * OUT_SCALE[i])" if art.squashed else (
                 "(float)acc[i] * OUT_SCALE[i]")  # fmt: skip
             parts.append(
                 f"\nint {p}_forward(const {obs_t} *obs, float *out)\n{{\n"
@@ -564,6 +572,19 @@ int {p}_act(const {obs_t} *obs, float *action);
                 f"    float q[{n_out}];\n    int i, best = 0;\n    {p}_forward(obs, q);\n"
                 f"    for (i = 1; i < {n_out}; ++i) if (q[i] > q[best]) best = i;\n"
                 "    action[0] = (float)best;\n    return best;\n}\n"
+            )
+        elif art.head["kind"] == "clip":  # SB3's np.clip of an unsquashed Gaussian's mean
+            parts.append(_array("float", "ACTION_LOW", np.asarray(art.head["low"], np.float32),
+                                _flt, 6))  # fmt: skip
+            parts.append(_array("float", "ACTION_HIGH", np.asarray(art.head["high"], np.float32),
+                                _flt, 6))  # fmt: skip
+            parts.append(
+                f"\nint {p}_act(const {obs_t} *obs, float *action)\n{{\n"
+                f"    float a[{n_out}];\n    int i;\n    {p}_forward(obs, a);\n"
+                f"    for (i = 0; i < {n_out}; ++i)\n"
+                "        action[i] = a[i] < ACTION_LOW[i] ? ACTION_LOW[i] : "
+                "(a[i] > ACTION_HIGH[i] ? ACTION_HIGH[i] : a[i]);\n"
+                "    return 0;\n}\n"
             )
         else:
             low = np.asarray(art.head["low"], np.float32)

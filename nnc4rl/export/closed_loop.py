@@ -55,7 +55,7 @@ def play(
                     seen.append(obs[0].copy())
                 action, _ = policy.predict(obs, deterministic=True)
                 obs, reward, dones, _ = venv.step(np.asarray(action).reshape(1, -1)
-                                                  if art.algo == "sac" else np.asarray(action).reshape(1))  # fmt: skip
+                                                  if art.continuous else np.asarray(action).reshape(1))  # fmt: skip
                 total, steps, done = total + float(reward[0]), steps + 1, bool(dones[0])
             returns.append(total)
             lengths.append(steps)
@@ -78,8 +78,9 @@ def calibrate_held_out(
     :param max_observations: an evenly spaced subset of at most this many is used.
     """
     from nnc4rl.export.inference import ArtifactPolicy
-    from nnc4rl.export.integer import calibrate
+    from nnc4rl.export.integer import calibrate, check_integer_ops
 
+    check_integer_ops(art)  # before playing any episode
     run = play(ArtifactPolicy(art), art, episodes, env, seed, record=True, held_out=True)
     obs = run["observations"]
     if len(obs) > max_observations:

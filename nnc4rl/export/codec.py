@@ -24,6 +24,7 @@ from nnc4rl.export.model import (
     FORMAT_NAME,
     FORMAT_VERSION,
     READ_VERSIONS,
+    V3_ALGOS,
     Artifact,
     ArtifactError,
     Layer,
@@ -115,7 +116,9 @@ def encode(art: Artifact) -> tuple[dict[str, Any], bytes]:
         from nnc4rl.export.integer import input_bits
 
         integer = {**integer, "input_bits": input_bits(art)}
-    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "algo": art.algo, "obs": art.obs,
+    # SAC and DQN artifacts stay version 3, so readers of that version still load them
+    version = 3 if art.algo in V3_ALGOS else FORMAT_VERSION
+    header = {"format": FORMAT_NAME, "version": version, "algo": art.algo, "obs": art.obs,
               "head": art.head, "layers": layers, "ops": art.ops, "info": art.info,
               "integer": integer}  # fmt: skip
     return header, bytes(blob)

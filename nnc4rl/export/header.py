@@ -20,11 +20,14 @@ from typing import Any
 import numpy as np
 
 from nnc4rl.export.model import (
+    ALGO_HEADS,
     FORMAT_NAME,
+    HEADS,
     MAX_ACTIVATION,
     OBS_DTYPES,
     OPS,
     READ_VERSIONS,
+    V3_ALGOS,
     ArtifactError,
     Layer,
     infer_shapes,
@@ -170,7 +173,7 @@ def check_obs(obs: Any) -> None:
 def check_head(head: Any) -> None:
     if not isinstance(head, dict):
         raise _bad("head", head, "an object is required")
-    kind = _choice(head.get("kind"), "head.kind", ("box", "argmax"))
+    kind = _choice(head.get("kind"), "head.kind", HEADS)
     if kind == "argmax":
         _int(_dict(head, "head", {"kind", "n"})["n"], "head.n", 1, MAX_OUTPUTS)
         return
@@ -291,9 +294,10 @@ def check_header(header: Any, blob_size: int) -> None:
     if header["format"] != FORMAT_NAME:
         raise _bad("format", header["format"], f"{FORMAT_NAME!r} is required")
     version = _choice(header["version"], "version", READ_VERSIONS)
-    _choice(header["algo"], "algo", ("sac", "dqn"))
+    algo = _choice(header["algo"], "algo", V3_ALGOS if version < 4 else tuple(ALGO_HEADS))
     check_obs(header["obs"])
     check_head(header["head"])
+    _choice(header["head"]["kind"], "head.kind", ALGO_HEADS[algo])
     layers = _list(header["layers"], "layers", 1, MAX_LAYERS)
     ranges = [r for i, e in enumerate(layers) for r in check_layer(e, f"layers[{i}]", version,
                                                                       blob_size)]  # fmt: skip

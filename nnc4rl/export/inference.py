@@ -104,7 +104,8 @@ def run_op(art: Artifact, op: dict, x: np.ndarray, slots: dict[str, np.ndarray])
 def forward(art: Artifact, x: np.ndarray) -> np.ndarray:
     """Run the graph on preprocessed inputs ``(N, *obs.shape)``: returns ``(N, n_outputs)``.
 
-    SAC: the squashed action in [-1, 1] (after ``tanh``); DQN: the Q-values.
+    ``box`` head: the squashed action in [-1, 1] (after ``tanh``); ``clip``: the mean action;
+    ``argmax``: the Q-values (DQN) or logits (PPO / A2C).
     """
     slots: dict[str, np.ndarray] = {}
     for op in art.ops:
@@ -113,11 +114,14 @@ def forward(art: Artifact, x: np.ndarray) -> np.ndarray:
 
 
 def head(art: Artifact, y: np.ndarray) -> np.ndarray:
-    """Network outputs -> env actions: argmax (int64 ``(N,)``) or rescaled box ``(N, A)``."""
+    """Network outputs -> env actions: argmax (int64 ``(N,)``), rescaled box or clipped mean
+    ``(N, A)``."""
     if art.head["kind"] == "argmax":
         return np.argmax(y, axis=1)
     low = np.asarray(art.head["low"], np.float32)
     high = np.asarray(art.head["high"], np.float32)
+    if art.head["kind"] == "clip":  # SB3's predict for an unsquashed Gaussian: np.clip
+        return np.clip(y.astype(np.float32), low, high)
     return low + (0.5 * (y.astype(np.float32) + 1.0) * (high - low))
 
 
@@ -133,7 +137,8 @@ class Policy:
         self._outputs = outputs
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
-        """Raw network outputs (SAC: tanh-squashed action, DQN: Q-values) for a batch."""
+        """Raw network outputs (SAC: tanh-squashed action, PPO: mean action or logits, DQN:
+        Q-values) for a batch."""
         obs, _ = self._batch(obs)
         return self._outputs(obs)
 

@@ -72,6 +72,15 @@ def float_activations(art: Artifact, x: np.ndarray) -> list[np.ndarray]:
     return outs
 
 
+def check_integer_ops(art: Artifact) -> None:
+    """Refuse a graph the integer path cannot run: a ``tanh`` before the output layer."""
+    if "tanh" in [op["op"] for op in art.ops[: art.output_op]]:
+        raise ArtifactError(
+            "hidden tanh activations (SB3's default for PPO / A2C) have no integer path: export "
+            "with fp32 activations (without --integer), or train with activation_fn ReLU"
+        )
+
+
 def calibrate(
     art: Artifact, observations: np.ndarray, provenance: dict[str, Any] | None = None
 ) -> Artifact:
@@ -83,7 +92,9 @@ def calibrate(
     :param observations: ``(N, *obs_env_shape)`` env observations (from the policy's own
         evaluation episodes: :func:`nnc4rl.export.closed_loop.record_evaluation`).
     :param provenance: stored as ``integer.calibration`` (env, seeds, episodes).
+    :raises ArtifactError: the graph has a hidden ``tanh`` (:func:`check_integer_ops`).
     """
+    check_integer_ops(art)
     out = copy.deepcopy(art)
     x = preprocess(art, observations)
     acts = float_activations(art, x)
@@ -200,6 +211,7 @@ def integer_plan(art: Artifact) -> IntegerPlan:
     if art.integer is None:
         raise ArtifactError("the artifact has no integer calibration: calibrate it first "
                             "(nnc4rl export --integer)")  # fmt: skip
+    check_integer_ops(art)
     s = float(art.integer["input_scale"])
     x_max, slots = (255 if art.image else INPUT_QMAX[input_bits(art)]), {}
     plan = IntegerPlan(s, np.float32(1.0 / s), x_max)
@@ -287,11 +299,12 @@ def integer_accumulators(art: Artifact, obs: np.ndarray, plan: IntegerPlan | Non
 
 
 def integer_outputs(art: Artifact, obs: np.ndarray, plan: IntegerPlan | None = None):
-    """Float32 network outputs of the integer path: ``tanh(acc * s)`` (SAC) or ``acc * s``."""
+    """Float32 network outputs of the integer path: ``tanh(acc * s)`` (a ``box`` head) or
+    ``acc * s``."""
     plan = plan or integer_plan(art)
     acc = integer_accumulators(art, obs, plan)
     y = acc.astype(np.float32) * plan.ops[art.output_op].out_scale
-    return np.tanh(y) if art.algo == "sac" else y
+    return np.tanh(y) if art.squashed else y
 
 
 class IntegerPolicy(Policy):

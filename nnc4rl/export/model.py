@@ -3,8 +3,9 @@ its checks.
 
 An :class:`Artifact` holds the integer weight codes, scales and fp32 biases of every Linear /
 Conv2d layer, the layer graph (a straight-line program over one activation register plus named
-slots for residual adds), the observation preprocessing, the output head (SAC: tanh squashing and
-rescaling to the action bounds; DQN: argmax) and, when calibrated, the int8 activation scales of
+slots for residual adds), the observation preprocessing, the output head (SAC / TQC / TD3 / DDPG:
+tanh squashing and rescaling to the action bounds; PPO / A2C: the Gaussian mean action clipped to
+the bounds, or the argmax of a discrete policy's logits; DQN: argmax) and, when calibrated, the int8 activation scales of
 the full-integer path (``integer``).
 """
 
@@ -19,10 +20,21 @@ import numpy as np
 from nnc4rl.core.config import ConfigError
 
 FORMAT_NAME = "nnc4rl-policy"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 1: codes in int8 containers, no integer path; version 2: no integer.input_bits (the
-# integer path's input codes are int8); version 3: integer.input_bits (16 for float observations)
-READ_VERSIONS = (1, 2, 3)
+# integer path's input codes are int8); version 3: integer.input_bits (16 for float observations);
+# version 4: the algorithms beyond SAC / DQN and the ``clip`` head (PPO / A2C Gaussian policies)
+READ_VERSIONS = (1, 2, 3, 4)
+# The heads each algorithm's network may have: ``box`` (the graph ends in linear, tanh; the action
+# is rescaled to the bounds), ``clip`` (ends in linear: the mean action clipped to the bounds, as
+# SB3's predict does for an unsquashed Gaussian), ``argmax`` (ends in linear: greedy index).
+ALGO_HEADS: dict[str, tuple[str, ...]] = {
+    "sac": ("box",), "tqc": ("box",), "td3": ("box",), "ddpg": ("box",), "dqn": ("argmax",),
+    "ppo": ("clip", "argmax"), "a2c": ("clip", "argmax"),
+}  # fmt: skip
+HEADS = ("box", "clip", "argmax")
+# What version 1-3 readers accept: an artifact holding one of these is written as version 3.
+V3_ALGOS = ("sac", "dqn")
 OPS = ("linear", "conv2d", "relu", "tanh", "flatten", "maxpool", "save", "add")
 OBS_DTYPES = ("float32", "float64", "uint8")
 MAX_ACTIVATION = 1 << 24  # elements of one activation: what inference and the C buffers hold
@@ -87,7 +99,7 @@ class Layer:
 class Artifact:
     """A deployable compressed policy.
 
-    :param algo: ``sac`` or ``dqn``.
+    :param algo: ``sac``, ``tqc``, ``td3``, ``ddpg``, ``dqn``, ``ppo`` or ``a2c`` (``ALGO_HEADS``).
     :param layers: the weighted layers, referenced by index from ``ops``.
     :param ops: the layer graph, run in order on one activation ``x`` (see FORMAT.md). In a
         calibrated artifact, every ``linear`` / ``conv2d`` op but the last and every ``add``
@@ -96,8 +108,10 @@ class Artifact:
         ``dtype`` (the env's observation dtype: ``float64``, ``float32`` or ``uint8``),
         ``layout`` (``HWC`` if the env yields channels-last images that are transposed to CHW,
         else ``null``) and ``divide`` (255.0 for images, else ``null``).
-    :param head: ``{"kind": "box", "low": [...], "high": [...]}`` (SAC: the last op is ``tanh``
-        and the action is ``low + 0.5 (y + 1)(high - low)``) or ``{"kind": "argmax", "n": N}``.
+    :param head: ``{"kind": "box", "low": [...], "high": [...]}`` (SAC / TQC / TD3 / DDPG: the
+        last op is ``tanh`` and the action is ``low + 0.5 (y + 1)(high - low)``),
+        ``{"kind": "clip", "low": [...], "high": [...]}`` (PPO / A2C: the action is
+        ``clip(y, low, high)``) or ``{"kind": "argmax", "n": N}``.
     :param info: free-form provenance (env id, seed, source file, sparsity).
     :param integer: ``None``, or the calibration of the full-integer path: ``input_scale``
         (float32 scale of the input codes; ``1/255`` for uint8 images), ``input_bits`` (16:
@@ -141,6 +155,16 @@ class Artifact:
         return self.layers[last[-1]].rows if last else 0
 
     @property
+    def continuous(self) -> bool:
+        """Whether the head yields a Box action (``box`` or ``clip``), not an index."""
+        return self.head["kind"] != "argmax"
+
+    @property
+    def squashed(self) -> bool:
+        """Whether the network output is ``tanh``'d (a ``box`` head)."""
+        return self.head["kind"] == "box"
+
+    @property
     def action_size(self) -> int:
         return 1 if self.head["kind"] == "argmax" else len(self.head["low"])
 
@@ -157,9 +181,9 @@ class Artifact:
 
         :raises ArtifactError: one line naming the first inconsistency.
         """
-        if self.algo not in ("sac", "dqn") or self.head.get("kind") not in ("box", "argmax"):
+        if self.algo not in ALGO_HEADS or self.head.get("kind") not in HEADS:
             raise ArtifactError(f"algo {self.algo!r} / head {self.head.get('kind')!r}")
-        if (self.algo == "sac") != (self.head["kind"] == "box"):
+        if self.head["kind"] not in ALGO_HEADS[self.algo]:
             raise ArtifactError(f"a {self.algo} policy cannot have a {self.head['kind']} head")
         if self.obs.get("dtype") not in OBS_DTYPES:
             raise ArtifactError(f"observation dtype {self.obs.get('dtype')!r} is not one of "
@@ -170,19 +194,19 @@ class Artifact:
         if not any(op["op"] in ("linear", "conv2d") for op in self.ops):
             raise ArtifactError("the graph has no linear/conv2d op")
         tail = [op["op"] for op in self.ops[self.output_op + 1 :]]
-        expected = ["tanh"] if self.algo == "sac" else []
+        expected = ["tanh"] if self.squashed else []
         if self.ops[self.output_op]["op"] != "linear" or tail != expected:
             raise ArtifactError(
                 f"a {self.algo} graph must end in a linear op{' then tanh' * bool(expected)}, "
                 f"this one ends in {[op['op'] for op in self.ops[-2:]]}"
             )
-        if "tanh" in [op["op"] for op in self.ops[: self.output_op]]:
-            raise ArtifactError("tanh is only supported as the last op of a SAC actor")
+        # hidden tanh (SB3's default activation of PPO / A2C) runs in the fp32 paths; the
+        # full-integer path refuses it (nnc4rl.export.integer)
         if shapes[-1] != (self.n_outputs,) or (
-            self.head["kind"] == "box" and len(self.head["low"]) != self.n_outputs
+            self.continuous and len(self.head["low"]) != self.n_outputs
         ) or (self.head["kind"] == "argmax" and self.head.get("n") != self.n_outputs):  # fmt: skip
             raise ArtifactError(f"output shape {shapes[-1]} does not match the head")
-        if self.head["kind"] == "box":
+        if self.continuous:
             low, high = np.asarray(self.head["low"]), np.asarray(self.head["high"])
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
                 raise ArtifactError("action bounds must be finite with low < high")

@@ -283,6 +283,14 @@ def to_onnx(art: Artifact, integer: bool = False):
             helper.make_tensor_value_info("action", TensorProto.INT64, ["N"]),
             helper.make_tensor_value_info("q_values", TensorProto.FLOAT, ["N", art.n_outputs]),
         ]
+    elif art.head["kind"] == "clip":  # max(min(y, high), low): SB3's np.clip, per dimension
+        low = np.asarray(art.head["low"], np.float32)
+        high = np.asarray(art.head["high"], np.float32)
+        t = g.node("Min", [x, g.const("action_high", high)])
+        g.nodes.append(
+            helper.make_node("Max", [t, g.const("action_low", low)], ["action"], name="clip")
+        )
+        outputs = [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["N", art.n_outputs])]
     else:  # low + (0.5 * (y + 1)) * (high - low), in that float32 order (as SB3's unscale_action)
         low = np.asarray(art.head["low"], np.float32)
         high = np.asarray(art.head["high"], np.float32)

@@ -164,16 +164,63 @@ class _Tracer:
             )
 
 
+def _deployed_parts(model) -> tuple[str, object, list, dict]:
+    """``(algo, root, modules in forward order, head)`` of the network an SB3 model deploys
+    (:mod:`nnc4rl.compress.algos`); ``head`` lacks the action bounds."""
+    from gymnasium import spaces
+
+    from nnc4rl.compress.algos import algo_of
+
+    try:
+        info = algo_of(model)
+    except TypeError as err:
+        raise ArtifactError(str(err)) from None
+    policy = model.policy
+    if info.head == "squash":  # SAC / TQC: tanh(mu(latent_pi(features)))
+        actor = policy.actor
+        if actor.use_sde:
+            raise ArtifactError(f"{info.class_name} with gSDE (use_sde=True) is unsupported")
+        return (
+            info.name,
+            actor,
+            [actor.features_extractor, actor.latent_pi, actor.mu, "tanh"],
+            {"kind": "box"},
+        )
+    if info.head == "deterministic":  # TD3 / DDPG: mu ends in its own Tanh
+        actor = policy.actor
+        return info.name, actor, [actor.features_extractor, actor.mu], {"kind": "box"}
+    if info.head == "gaussian":  # PPO / A2C: the action path of the actor-critic policy
+        if policy.squash_output:
+            raise ArtifactError(f"{info.class_name} with squash_output=True is unsupported")
+        parts = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net]
+        if isinstance(model.action_space, spaces.Discrete):
+            return info.name, policy, parts, {"kind": "argmax", "n": int(model.action_space.n)}
+        if not isinstance(model.action_space, spaces.Box):
+            raise ArtifactError(
+                f"{info.class_name} with action space {model.action_space} is unsupported: "
+                "Box or Discrete is required"
+            )
+        return info.name, policy, parts, {"kind": "clip"}
+    q_net = policy.q_net  # DQN
+    return (
+        info.name,
+        q_net,
+        [q_net.features_extractor, q_net.q_net],
+        {"kind": "argmax", "n": int(model.action_space.n)},
+    )
+
+
 def artifact_from_sb3(model, bits: int | None = None, info: dict | None = None) -> Artifact:
-    """Build the artifact of a trained, quantized SB3 ``SAC`` (actor) or ``DQN`` (Q-network).
+    """Build the artifact of a trained, quantized SB3 model: the deployed network of its
+    registry entry (SAC / TQC / TD3 / DDPG: the actor; DQN: the Q-network; PPO / A2C: features
+    extractor + ``mlp_extractor.policy_net`` + ``action_net``, the mean action or the logits).
 
     :param bits: the grid's bit width; ``None`` tries 8, 7, ..., 2 and takes the first grid that
         holds every weight of a layer.
-    :raises ArtifactError: if a weight is not on the grid (the model was not quantized) or the
-        network has a module export does not know.
+    :raises ArtifactError: if a weight is not on the grid (the model was not quantized), the
+        algorithm is not supported or the network has a module export does not know.
     """
     from gymnasium import spaces
-    from stable_baselines3 import DQN, SAC
     from stable_baselines3.common.preprocessing import is_image_space
 
     candidates = [bits] if bits is not None else list(range(8, 1, -1))
@@ -189,27 +236,16 @@ def artifact_from_sb3(model, bits: int | None = None, info: dict | None = None) 
         raise ArtifactError(f"observation dtype {dtype} is unsupported")
     obs = {"shape": list(space.shape), "dtype": dtype, "layout": "HWC" if image else None,
            "divide": 255.0 if image else None}  # fmt: skip
-    if isinstance(model, SAC):
-        actor = policy.actor
-        if actor.use_sde:
-            raise ArtifactError("SAC with gSDE (use_sde=True) is unsupported")
-        tracer = _Tracer(actor, candidates)
-        for part in (actor.features_extractor, actor.latent_pi, actor.mu):
+    algo, root, parts, head = _deployed_parts(model)
+    tracer = _Tracer(root, candidates)
+    for part in parts:
+        if part == "tanh":
+            tracer.ops.append({"op": "tanh"})
+        else:
             tracer.visit(part)
-        tracer.ops.append({"op": "tanh"})
-        low, high = model.action_space.low, model.action_space.high
-        head = {"kind": "box", "low": low.astype(np.float32).tolist(),
-                "high": high.astype(np.float32).tolist()}  # fmt: skip
-        algo = "sac"
-    elif isinstance(model, DQN):
-        q_net = policy.q_net
-        tracer = _Tracer(q_net, candidates)
-        tracer.visit(q_net.features_extractor)
-        tracer.visit(q_net.q_net)
-        head = {"kind": "argmax", "n": int(model.action_space.n)}
-        algo = "dqn"
-    else:
-        raise ArtifactError(f"model type {type(model).__name__} is unsupported: use SAC or DQN")
+    if head["kind"] in ("box", "clip"):
+        head["low"] = model.action_space.low.astype(np.float32).tolist()
+        head["high"] = model.action_space.high.astype(np.float32).tolist()
     if not tracer.layers:
         raise ArtifactError("the network has no Linear/Conv2d layer")
     art = Artifact(algo, tracer.layers, tracer.ops, obs, head, dict(info or {}))
@@ -224,18 +260,24 @@ def weights_into_sb3(art: Artifact, model):
     :func:`artifact_from_sb3`. Each weight becomes ``codes * scale`` in float32, the value the
     quantized training run baked into its network, so the model then computes what was
     evaluated (SAC: the actor's deterministic path, ``log_std`` is not deployed and is left as
-    it is; DQN: the Q-network, copied into the target network).
+    it is; PPO / A2C: the action path, the value branch is left as it is; a target network,
+    DQN's or TD3's, is copied from the network).
 
-    :param model: an SB3 ``SAC`` / ``DQN`` whose policy has the artifact's layers.
+    :param model: an SB3 model of the artifact's algorithm whose policy has the artifact's layers.
     :returns: ``model``.
     :raises ArtifactError: the algorithm or a layer's name or shape does not match.
     """
     import torch
 
-    algo = type(model).__name__.lower()
-    if algo != art.algo:
-        raise ArtifactError(f"the artifact holds a {art.algo} policy, the model is {algo}")
-    root = model.policy.actor if algo == "sac" else model.policy.q_net
+    from nnc4rl.compress.algos import algo_of
+
+    try:
+        entry = algo_of(model)
+    except TypeError as err:
+        raise ArtifactError(str(err)) from None
+    if entry.name != art.algo:
+        raise ArtifactError(f"the artifact holds a {art.algo} policy, the model is {entry.name}")
+    root = model.policy.get_submodule(entry.root) if entry.root else model.policy
     with torch.no_grad():
         for layer in art.layers:
             try:
@@ -251,28 +293,59 @@ def weights_into_sb3(art: Artifact, model):
             module.weight.copy_(weight)
             if module.bias is not None:
                 module.bias.copy_(torch.from_numpy(np.asarray(layer.bias, np.float32)))
-        if algo == "dqn":
-            model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
+        if entry.mirror is not None:
+            model.policy.get_submodule(entry.mirror).load_state_dict(root.state_dict())
     return model
 
 
-def load_sb3_model(path: str | Path):
-    """Load an SB3 ``model.zip`` (SAC or DQN) on the CPU without allocating its replay buffer."""
-    from stable_baselines3 import DQN, SAC
+def saved_algo(path: str | Path) -> str:
+    """The registry name of the algorithm that saved ``model.zip`` (read from its data and
+    tensors; loading its data runs the pickles it holds, as ``Algo.load`` does).
 
-    from nnc4rl.compress.measure import load_policy_state
+    :raises ArtifactError: the file is not a readable SB3 model of a supported algorithm.
+    """
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    from nnc4rl.compress.algos import algo_of_keys
 
     path = Path(path)
     try:
-        keys = load_policy_state(path).keys()
+        data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+        layout = algo_of_keys(params["policy"].keys())
+    except ValueError as err:
+        raise ArtifactError(f"{str(path)!r}: {err}") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is bad input
         raise ArtifactError(
             f"{str(path)!r} is not a readable SB3 model.zip ({type(err).__name__})"
         ) from None
-    algo_class = SAC if any(k.startswith("actor.") for k in keys) else DQN
-    if algo_class is DQN and not any(k.startswith("q_net.") for k in keys):
-        raise ArtifactError(f"{str(path)!r} holds neither a SAC actor nor a DQN q_net")
-    return algo_class.load(path, device="cpu", custom_objects={"buffer_size": 1})
+    module = getattr(data.get("policy_class"), "__module__", "")
+    if layout.name == "sac":
+        return "tqc" if module.startswith("sb3_contrib.tqc") else "sac"
+    if layout.name == "td3":  # DDPG is TD3 with one actor update per critic update, no noise
+        ddpg = data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0
+        return "ddpg" if ddpg else "td3"
+    if layout.name == "ppo":
+        return "ppo" if "n_epochs" in data else "a2c"
+    return layout.name
+
+
+def load_sb3_model(path: str | Path, algo: str | None = None):
+    """Load an SB3 ``model.zip`` on the CPU with the class of its algorithm (``algo``, or
+    :func:`saved_algo`), without allocating an off-policy replay buffer."""
+    from nnc4rl.compress.algos import algo_by_name
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{str(path)!r} is not a readable SB3 model.zip (no such file)")
+    entry = algo_by_name(algo or saved_algo(path))
+    custom = {} if entry.on_policy else {"buffer_size": 1}
+    try:
+        return entry.load_class().load(path, device="cpu", custom_objects=custom)
+    except ImportError as err:
+        raise ArtifactError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - a file of another algorithm is bad input
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ArtifactError(f"{str(path)!r} does not load as {entry.class_name}: {msg}") from None
 
 
 RUN_INFO = ("env", "seed", "arch", "algo")  # summary.json fields kept (the calibration needs them)
@@ -310,6 +383,6 @@ def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
         for k, v in run_info.items():
             art.info.setdefault(k, v)
         return art
-    model = load_sb3_model(source)
+    model = load_sb3_model(source, run_info.get("algo"))
     # the file name is provenance that reaches generated code: only safe characters are kept
     return artifact_from_sb3(model, bits, info={"source": safe_text(source.name)} | run_info)

@@ -35,15 +35,24 @@ def record_observations(model, env, n: int, every: int = 1, random_prob: float =
 
 
 def reference_outputs(model, obs: np.ndarray) -> np.ndarray:
-    """Raw outputs of the SB3 network: SAC squashed actions ``tanh(mu)`` / DQN Q-values."""
+    """Raw outputs of the SB3 network: SAC / TQC squashed actions ``tanh(mu)``, TD3 / DDPG
+    ``mu`` (tanh'd), PPO / A2C the mean action or the logits, DQN Q-values."""
     import torch
-    from stable_baselines3 import SAC
 
+    from nnc4rl.compress.algos import algo_of
+
+    info, policy = algo_of(model), model.policy
     with torch.no_grad():
-        x, _ = model.policy.obs_to_tensor(obs)
-        if isinstance(model, SAC):
-            return model.actor(x, deterministic=True).cpu().numpy()
-        return model.q_net(x).cpu().numpy()
+        x, _ = policy.obs_to_tensor(obs)
+        if info.head == "squash":
+            return policy.actor(x, deterministic=True).cpu().numpy()
+        if info.head == "deterministic":
+            return policy.actor(x).cpu().numpy()
+        if info.head == "gaussian":
+            features = policy.extract_features(x, policy.pi_features_extractor)
+            latent = policy.mlp_extractor.forward_actor(features)
+            return policy.action_net(latent).cpu().numpy()
+        return policy.q_net(x).cpu().numpy()
 
 
 def compare(model, policy, obs: np.ndarray) -> dict[str, Any]:

@@ -69,8 +69,15 @@ def _mujoco_digest(env_id: str) -> str:
     env = gym.make(env_id)
     try:
         obs, _ = env.reset(seed=0)
-        low, high = env.action_space.low, env.action_space.high
         observed = [obs]
+        if isinstance(env.action_space, gym.spaces.Discrete):  # e.g. CartPole: cycle the actions
+            for t in range(_ROLLOUT_STEPS):
+                obs, _, terminated, truncated, _ = env.step(t % int(env.action_space.n))
+                observed.append(obs)
+                if terminated or truncated:
+                    obs, _ = env.reset(seed=t)
+            return _digest(np.asarray(observed))
+        low, high = env.action_space.low, env.action_space.high
         for t in range(_ROLLOUT_STEPS):
             phase = np.arange(low.size) + 0.05 * t
             obs, *_ = env.step((low + (high - low) * (0.5 + 0.5 * np.sin(phase))).astype(low.dtype))

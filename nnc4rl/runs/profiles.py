@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from nnc4rl.compress.algos import NAMES
 from nnc4rl.core.config import (
     ConfigError,
     check_bits,
@@ -36,7 +37,7 @@ PROFILES_PACKAGE = "nnc4rl.profiles"
 FIGURES = ("fig4", "fig5", "fig6", "pilot")  # pilot: dense runs that choose a study's T
 NOT_PROFILES = {"machine"}
 # Mirrors nnc4rl.runs.spec / nnc4rl.compress.pruning (which import torch); tests check they agree.
-ALGOS = ("sac", "dqn")
+ALGOS = NAMES  # the registry's (nnc4rl.compress.algos imports no torch)
 ARCHS = ("mlp", "cnn", "impala", "impala-authors")
 DISTRIBUTIONS = ("global", "uniform", "erdos_renyi")
 TOP_KEYS = {"name", "description", "memory", "groups"}

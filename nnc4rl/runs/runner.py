@@ -28,7 +28,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from nnc4rl.core.atomic import atomic_dir, remove_dead_partials
 from nnc4rl.core.config import ConfigError, check_int
 from nnc4rl.core.envs import evaluation_seeds, make_envs
 from nnc4rl.runs.evaluation import Evaluator
-from nnc4rl.runs.spec import IMAGE_ARCHS, RunSpec, make_plan, resolve
+from nnc4rl.runs.spec import IMAGE_ARCHS, RunSpec, make_plan, resolve, spec_fields
 from nnc4rl.runs.summary import write_summary
 
 # Without --checkpoint-every, a checkpoint every this many seconds of training (~5 min of work).
@@ -45,28 +44,79 @@ CHECKPOINT_SECONDS = 300.0
 
 
 def build_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, plan: TrainingPlan):
-    """The SB3 model of ``spec`` with its hyperparameters (replay buffer capped at the run)."""
-    from stable_baselines3 import DQN, SAC
+    """The SB3 model of ``spec`` with its hyperparameters (an off-policy replay buffer capped at
+    the run). Two YAML values become objects: ``policy_kwargs.activation_fn`` (``relu`` /
+    ``tanh``) and a number ``action_noise`` (the std of SB3's ``NormalActionNoise``)."""
+    from torch import nn
 
+    from nnc4rl.compress.algos import algo_by_name
     from nnc4rl.compress.networks import ARCH_PRESETS, ImpalaCNN
 
-    kwargs = copy.deepcopy(hyper["sb3"])  # SB3 writes into policy_kwargs (e.g. use_sde)
-    # Capped at 1.2 T for every run of this T, quantized or not: a buffer of another size would
-    # make the unquantized run differ from a quantized one before T (it wraps around earlier).
-    cap = steps_to_train(plan.T, extends=True)
-    kwargs["buffer_size"] = max(1, min(int(kwargs.get("buffer_size", 1_000_000)), cap))
+    info = algo_by_name(spec.algo)
+    kwargs = _sb3_objects(copy.deepcopy(hyper["sb3"]), env)  # SB3 writes into policy_kwargs
+    if not info.on_policy:
+        # Capped at 1.2 T for every run of this T, quantized or not: a buffer of another size
+        # would make the unquantized run differ from a quantized one before T (it wraps earlier).
+        cap = steps_to_train(plan.T, extends=True)
+        kwargs["buffer_size"] = max(1, min(int(kwargs.get("buffer_size", 1_000_000)), cap))
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    if isinstance(policy_kwargs.get("activation_fn"), str):
+        activations = {"relu": nn.ReLU, "tanh": nn.Tanh}
+        name = policy_kwargs["activation_fn"]
+        if name not in activations:
+            raise ConfigError(f"activation_fn={name!r} is invalid: choose one of relu, tanh")
+        policy_kwargs["activation_fn"] = activations[name]
     if spec.arch in ARCH_PRESETS:
-        policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
         policy_kwargs["features_extractor_class"] = ImpalaCNN
         policy_kwargs["features_extractor_kwargs"] = ARCH_PRESETS[spec.arch]
+    if policy_kwargs or "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     policy = "CnnPolicy" if spec.arch in IMAGE_ARCHS else "MlpPolicy"
-    algo_class = SAC if spec.algo == "sac" else DQN
+    algo_class = info.load_class()
     try:
         return algo_class(policy, env, seed=spec.seed, device=spec.device, verbose=0, **kwargs)
     except (TypeError, ValueError, AssertionError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"hyperparameters rejected by {algo_class.__name__}: {msg}") from None
+
+
+def _sb3_objects(kwargs: dict[str, Any], env) -> dict[str, Any]:
+    """``kwargs`` with a number ``action_noise`` made SB3's ``NormalActionNoise`` of that std."""
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    noise = kwargs.get("action_noise")
+    if isinstance(noise, (int, float)) and not isinstance(noise, bool):
+        n = int(np.prod(env.action_space.shape))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(n), float(noise) * np.ones(n))
+    return kwargs
+
+
+def load_trained_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, plan: TrainingPlan):
+    """The trained ``spec.init_model`` on ``env``, ready to be compressed from step 0.
+
+    It keeps the hyperparameters it was saved with except the overrides (``hyper["sb3"]``, e.g.
+    ``learning_starts``). An off-policy model.zip holds no replay buffer (SB3 saves it apart):
+    fine-tuning starts with an empty one, capped at the run's 1.2 T like a fresh run's, and
+    ``learning_starts`` counts from the compression's step 0, so the first updates wait for it.
+    The clock restarts at 0 (the plan's clock); the env steps it was trained are recorded.
+    """
+    from nnc4rl.compress.algos import algo_by_name
+
+    info = algo_by_name(spec.algo)
+    custom = _sb3_objects(copy.deepcopy(hyper["sb3"]), env) | {"seed": spec.seed}
+    if not info.on_policy:
+        cap = steps_to_train(plan.T, extends=True)
+        custom["buffer_size"] = max(1, min(int(custom.get("buffer_size", 1_000_000)), cap))
+    try:
+        model = info.load_class().load(spec.init_model, env=env, device=spec.device,
+                                       custom_objects=custom)  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - a model that does not fit the env is bad input
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"model={spec.init_model!r} does not load on {spec.env}: {msg}") from None
+    trained_steps = int(model.num_timesteps)
+    model.num_timesteps = 0  # learn(reset_num_timesteps=True) starts the plan's clock at 0
+    return model, trained_steps
 
 
 def _callbacks(run: _Run):
@@ -103,7 +153,7 @@ class _Run:
         from nnc4rl.compress.callback import CompressionCallback
 
         self.spec, self.hyper, self.plan = spec, hyper, plan
-        self.key = json.loads(json.dumps({"spec": asdict(spec), "hyperparameters": hyper}))
+        self.key = json.loads(json.dumps({"spec": spec_fields(spec), "hyperparameters": hyper}))
         self.eval_freq = hyper["evaluation"]["eval_freq"]
         seeds = evaluation_seeds(spec.seed, hyper["evaluation"]["eval_episodes"])
         self.evaluator = Evaluator(eval_env, seeds)
@@ -114,6 +164,7 @@ class _Run:
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.last_checkpoint = (0, time.monotonic())  # (env step, wall clock)
+        self.trained_steps: int | None = None  # env steps the input model had (compress only)
 
     def wall_time(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -135,6 +186,7 @@ class _Run:
         save_checkpoint(self.checkpoint_dir, model, {
             "key": self.key, "compression": self.compression.state(),
             "rows": self.evaluator.rows, "points": self.points, "wall_time_s": self.wall_time(),
+            "trained_steps": self.trained_steps,
         })  # fmt: skip
         self.last_checkpoint = (model.num_timesteps, time.monotonic())
 
@@ -156,6 +208,7 @@ class _Run:
         self.evaluator.rows = extra["rows"]
         self.points = extra["points"]
         self.wall_before = extra["wall_time_s"]
+        self.trained_steps = extra.get("trained_steps")
         self.last_checkpoint = (model.num_timesteps, time.monotonic())
         return model
 
@@ -166,7 +219,7 @@ class _Run:
         row = self.evaluator.evaluate(model, model.num_timesteps,
                                       self.compression.network_phase().value)  # fmt: skip
         self.points[name] = {"row": row, "measured": measure_state_dict(
-            model.policy.state_dict(), bits)}  # fmt: skip
+            model.policy.state_dict(), bits, self.spec.algo)}  # fmt: skip
 
     def ptq_points(self, model) -> None:
         """The network at T rounded to each of ``evaluation.ptq_bits`` bits without training
@@ -184,7 +237,7 @@ class _Run:
                 for layer in layers:
                     layer.weight.copy_(fake_quantize(layer.weight, bits, is_per_channel(layer)))
             returns = self.evaluator.returns(model)
-            measured = measure_state_dict(model.policy.state_dict(), bits)
+            measured = measure_state_dict(model.policy.state_dict(), bits, self.spec.algo)
             with torch.no_grad():
                 for layer, w in zip(layers, kept, strict=True):
                     layer.weight.copy_(w)
@@ -249,7 +302,10 @@ def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: 
         run = _Run(spec, hyper, plan, eval_env, ckpt, every)
         model = run.resume(env) if resume else None
         fresh = model is None
-        if fresh:
+        if fresh and spec.init_model is not None:  # nnc4rl compress: a trained dense model
+            model, run.trained_steps = load_trained_model(spec, hyper, env, plan)
+            run.evaluate_point("input", model, None)  # on the same paired episodes as the result
+        elif fresh:
             model = build_model(spec, hyper, env, plan)
         callbacks = [run.compression, *_callbacks(run)]
         if progress if progress is not None else sys.stderr.isatty():

@@ -20,6 +20,7 @@ point                    step      network evaluated
 ``qat_end``              1.2 T     after QAT at ``bits`` bits (quantized runs)
 ``extra_finetune_end``   1.2 T     fp32, fine-tuned T..1.2 T without QAT (control runs)
 ``ptq<b>``               T         the network at T rounded to ``b`` bits, no training
+``input``                0         the trained dense model ``nnc4rl compress`` started from
 =======================  ========  ==================================================
 
 This module imports only the standard library (``policy.npz`` is checked with
@@ -40,7 +41,7 @@ from nnc4rl.core.config import ConfigError
 
 SCHEMA_VERSION = 2
 EVAL_COLUMNS = ("step", "phase", "mean", "std", "episodes")
-POINTS = ("finetune_end", "qat_end", "extra_finetune_end")
+POINTS = ("finetune_end", "qat_end", "extra_finetune_end", "input")
 PTQ_POINT = re.compile(r"^ptq(?P<bits>[2-8])$")
 REQUIRED_FILES = ("run.json", "summary.json", "evaluations.csv")
 
@@ -94,7 +95,10 @@ SUMMARY_FIELDS: dict[str, type] = {
     "overrides": dict,
     "versions": dict,
 }
-OPTIONAL_SUMMARY_FIELDS: dict[str, type] = {"quantization": dict, "platform": dict}
+# input_model: the trained model.zip that `nnc4rl compress` started from (file name, SHA-256,
+# the env steps it had been trained); value_function: what compressing PPO / A2C did to it
+OPTIONAL_SUMMARY_FIELDS: dict[str, type] = {"quantization": dict, "platform": dict,
+                                            "input_model": dict, "value_function": str}  # fmt: skip
 RUN_FIELDS: dict[str, type] = {
     "schema": int,
     "run_id": str,
@@ -191,6 +195,8 @@ def variant(sparsity: float, point: str, bits: int = 8) -> str:
         return f"{base}, 1.2 T"
     if point == "finetune_end":
         return base
+    if point == "input":
+        return "input model"
     raise ValueError(f"point={point!r} is unknown: use {', '.join(POINTS)} or ptq<bits>")
 
 
@@ -202,6 +208,8 @@ def expected_points(summary: dict[str, Any]) -> set[str]:
         points.add("qat_end")
     if summary.get("extra_finetune"):
         points.add("extra_finetune_end")
+    if summary.get("input_model"):
+        points.add("input")
     ptq = ((summary.get("hyperparameters") or {}).get("evaluation") or {}).get("ptq_bits") or []
     points |= {f"ptq{b}" for b in ptq}
     return points

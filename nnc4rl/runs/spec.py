@@ -8,9 +8,10 @@ keyed and stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from nnc4rl.compress.algos import NAMES, algo_by_name
 from nnc4rl.compress.plan import TrainingPlan
 from nnc4rl.compress.pruning import DISTRIBUTIONS
 from nnc4rl.core.config import (
@@ -23,7 +24,7 @@ from nnc4rl.core.config import (
 )
 from nnc4rl.core.envs import is_atari
 
-ALGOS = ("sac", "dqn")
+ALGOS = NAMES  # sac, tqc, td3, ddpg, dqn, ppo, a2c (nnc4rl.compress.algos)
 ARCHS = ("mlp", "cnn", "impala", "impala-authors")
 IMAGE_ARCHS = ("cnn", "impala", "impala-authors")
 
@@ -32,7 +33,8 @@ IMAGE_ARCHS = ("cnn", "impala", "impala-authors")
 class RunSpec:
     """Everything that defines one run.
 
-    :param algo: ``sac`` or ``dqn``.
+    :param algo: one of :data:`ALGOS` (``sac``, ``tqc``, ``td3``, ``ddpg``, ``dqn``, ``ppo``,
+        ``a2c``).
     :param env: a gymnasium id (MuJoCo ``Hopper-v4``, Atari ``PongNoFrameskip-v4``, ...).
     :param steps: the paper's ``T`` in env steps; a quantized run trains ``1.2 T``.
     :param arch: ``mlp`` (SAC; DQN on vector observations), ``cnn`` (Nature CNN), ``impala``
@@ -43,6 +45,9 @@ class RunSpec:
     :param quantize: add the ``bits``-bit QAT phase.
     :param extra_finetune: without ``quantize``: fine-tune to ``1.2 T`` (equal-length control).
     :param overrides: ``{dotted.key: value}`` hyperparameter overrides (``--set``).
+    :param init_model: a trained SB3 ``model.zip`` of ``algo`` to compress (``nnc4rl compress``)
+        instead of a fresh model: its hyperparameters are those it was saved with, changed only
+        by ``overrides`` (its network, ``policy_kwargs``, cannot change).
     """
 
     algo: str
@@ -59,6 +64,16 @@ class RunSpec:
     n_envs: int = 1
     threads: int = 1
     device: str = "cpu"
+    init_model: str | None = None
+
+
+def spec_fields(spec: RunSpec) -> dict[str, Any]:
+    """``spec`` as a dict for keys and ``run.json``; ``init_model`` only when set, so a run or
+    checkpoint of a fresh model has the same key as before the field existed."""
+    fields = asdict(spec)
+    if fields["init_model"] is None:
+        del fields["init_model"]
+    return fields
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -72,9 +87,13 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     Raises :class:`ConfigError` with one line naming the bad value and what is allowed.
     """
     import gymnasium as gym
-    from stable_baselines3 import DQN, SAC
 
     _one_of("algo", spec.algo, ALGOS)
+    info = algo_by_name(spec.algo)
+    try:
+        algo_class = info.load_class()
+    except ImportError as err:
+        raise ConfigError(f"algo={spec.algo!r}: {err}") from None
     if spec.arch is not None:
         _one_of("arch", spec.arch, ARCHS)
     _one_of("distribution", spec.distribution, DISTRIBUTIONS)
@@ -99,14 +118,17 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
         discrete = isinstance(probe.action_space, gym.spaces.Discrete)
         continuous = isinstance(probe.action_space, gym.spaces.Box)
         probe.close()
-        if spec.algo == "sac" and not continuous:
+        if "box" not in info.action_spaces and continuous:
             raise ConfigError(
-                f"env={spec.env!r} has discrete actions: sac needs a Box action space"
+                f"env={spec.env!r} has continuous actions: {spec.algo} needs Discrete actions"
             )
-    if spec.algo == "sac" and atari:
-        raise ConfigError(f"env={spec.env!r} is Atari (discrete actions): use --algo dqn")
-    if spec.algo == "dqn" and not discrete:
-        raise ConfigError(f"env={spec.env!r} has continuous actions: dqn needs Discrete actions")
+    if "discrete" not in info.action_spaces and discrete:
+        kind = "is Atari (discrete actions)" if atari else "has discrete actions"
+        raise ConfigError(
+            f"env={spec.env!r} {kind}: {spec.algo} needs a Box action space; use dqn, ppo or a2c"
+        )
+    if not atari and not (discrete or continuous):
+        raise ConfigError(f"env={spec.env!r}: only Box or Discrete action spaces are supported")
     if not atari and not obs_is_vector:
         raise ConfigError(f"env={spec.env!r} has non-vector observations: not supported")
     allowed = IMAGE_ARCHS if atari else ("mlp",)
@@ -116,10 +138,36 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
         raise ConfigError(
             f"arch={arch!r} does not fit {kind} {spec.env!r}: choose one of {', '.join(allowed)}"
         )
-    hyper = apply_overrides(
-        default_hyperparams(spec.algo, arch), spec.overrides, SAC if spec.algo == "sac" else DQN
-    )
+    defaults = default_hyperparams(spec.algo, arch)
+    if spec.init_model is not None:
+        _check_init_model(spec)
+        # a trained model keeps the hyperparameters it was saved with: only overrides change them
+        defaults["sb3"] = {}
+    hyper = apply_overrides(defaults, spec.overrides, algo_class)
+    activation = (hyper["sb3"].get("policy_kwargs") or {}).get("activation_fn")
+    if activation not in (None, "relu", "tanh"):
+        raise ConfigError(f"activation_fn={activation!r} is invalid: choose one of relu, tanh")
     return replace(spec, arch=arch), hyper
+
+
+def _check_init_model(spec: RunSpec) -> None:
+    """The trained model to compress must exist, be of ``spec.algo`` and keep its network."""
+    from pathlib import Path
+
+    from nnc4rl.export.trace import saved_algo
+
+    if not Path(spec.init_model).is_file():
+        raise ConfigError(f"model={spec.init_model!r} does not exist: give an SB3 model.zip")
+    saved = saved_algo(spec.init_model)
+    if saved != spec.algo:
+        raise ConfigError(
+            f"model={spec.init_model!r} was saved by {saved}, not {spec.algo}: use --algo {saved}"
+        )
+    fixed = sorted(k for k in spec.overrides if k.split(".")[0] == "policy_kwargs")
+    if fixed:
+        raise ConfigError(
+            f"hyperparameter {fixed[0]!r} cannot change for a trained model: its network is fixed"
+        )
 
 
 def make_plan(spec: RunSpec, hyper: dict[str, dict[str, Any]]) -> TrainingPlan:

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,6 +229,7 @@ def execute(
     :param store_id: the store's :meth:`RunStore.identity`.
     """
     from nnc4rl.runs.runner import train
+    from nnc4rl.runs.spec import spec_fields
 
     shared = store_visible(store_root, store_id)
     work = Path(tempfile.mkdtemp(prefix=f".{task.run_id}.work-"))
@@ -244,7 +245,7 @@ def execute(
             "group": task.group,
             "figure": task.figure,
             "key": task.key,
-            "spec": asdict(task.spec),
+            "spec": spec_fields(task.spec),
         }
         files = {
             "run.json": (json.dumps(meta, indent=2) + "\n").encode(),

@@ -14,6 +14,30 @@ from nnc4rl.runs.schema import EVAL_COLUMNS, SCHEMA_VERSION, validate_summary
 from nnc4rl.runs.spec import RunSpec
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def value_function_note(algo: str, model) -> str | None:
+    """What compressing a PPO / A2C policy did to its value function (``None`` for the others):
+    its own layers stay dense; a *shared* features extractor with weights (a CNN policy) is
+    pruned and quantized with the action path, so the value head reads compressed features."""
+    from nnc4rl.compress.algos import algo_by_name
+    from nnc4rl.compress.pruning import prunable_layers
+
+    if not algo_by_name(algo).on_policy:
+        return None
+    policy = model.policy
+    if not prunable_layers(policy.features_extractor):
+        return "dense: the value branch is not compressed (the features extractor has no weights)"
+    if policy.share_features_extractor:
+        return ("its own layers are dense, but it reads the shared features extractor, which is "
+                "pruned (and quantized) with the action path")  # fmt: skip
+    return "dense: the value branch and its own features extractor are not compressed"
+
+
 def write_summary(
     spec: RunSpec, hyper: dict[str, Any], plan: TrainingPlan, run, model, folder: Path,
     wall: float, final: str,
@@ -32,7 +56,9 @@ def write_summary(
     from nnc4rl.core import __version__
     from nnc4rl.runs.numerics import platform_record
 
-    measured = measure_model_zip(folder / "model.zip", spec.bits if spec.quantize else None)
+    measured = measure_model_zip(
+        folder / "model.zip", spec.bits if spec.quantize else None, spec.algo
+    )
     if run.points[final]["measured"]["network_sha256"] != measured["network_sha256"]:
         raise RuntimeError("the saved model differs from the last evaluated network")
     summary = {
@@ -80,6 +106,15 @@ def write_summary(
     }
     if "quantization" in measured:
         summary["quantization"] = measured["quantization"]
+    if spec.init_model is not None:
+        summary["input_model"] = {
+            "file": Path(spec.init_model).name,
+            "sha256": _file_sha256(Path(spec.init_model)),
+            "trained_steps": run.trained_steps,
+        }
+    note = value_function_note(spec.algo, model)
+    if note is not None:
+        summary["value_function"] = note
     validate_summary(summary)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     csv_text = io.StringIO()

@@ -74,11 +74,17 @@ def estimate_seconds(task: RunTask) -> float:
     train_speed = speeds["train_steps_per_s"].get(f"{algo}/{arch}", 50)
     evaluation = task.hyper["evaluation"]
     n_evals = task.train_steps // evaluation["eval_freq"] + 2
-    eval_steps = n_evals * evaluation["eval_episodes"] * speeds["eval_episode_steps"][algo]
+
+    # an algorithm without its own measured evaluation speeds is costed like SAC (a MuJoCo-sized
+    # MLP playing MuJoCo episodes)
+    def per_algo(key: str) -> float:
+        return speeds[key].get(algo, speeds[key]["sac"])
+
+    eval_steps = n_evals * evaluation["eval_episodes"] * per_algo("eval_episode_steps")
     return (
-        speeds["overhead_s"][algo]
+        per_algo("overhead_s")
         + task.train_steps / train_speed
-        + eval_steps / speeds["eval_steps_per_s"][algo]
+        + eval_steps / per_algo("eval_steps_per_s")
     )
 
 

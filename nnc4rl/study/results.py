@@ -386,7 +386,7 @@ def hyperparameter_table(profile: str) -> dict[int, pd.DataFrame]:
     """Supplementary tables 1-3: ``{1: SAC (fig 4), 2: DQN CNN (fig 5), 3: DQN ResNet (fig 6)}``,
     each with columns hyperparameter, value - the YAML defaults with the profile's overrides,
     plus the profile's T, seeds, sparsities and bits."""
-    from stable_baselines3 import DQN, SAC
+    from nnc4rl.compress.algos import algo_by_name
 
     tables = {}
     for group in load_profile(profile).groups:
@@ -394,7 +394,7 @@ def hyperparameter_table(profile: str) -> dict[int, pd.DataFrame]:
         if number is None:  # a pilot chooses a T: no supplementary table
             continue
         hyper = apply_overrides(default_hyperparams(group.algo, group.archs[0]), group.overrides,
-                                SAC if group.algo == "sac" else DQN)  # fmt: skip
+                                algo_by_name(group.algo).load_class())  # fmt: skip
         flat = {"algo": group.algo, "network": ", ".join(group.archs), "T (env steps)": group.T,
                 "seeds": group.seeds, "sparsities": ", ".join(f"{s:g}" for s in group.sparsities),
                 "QAT bits": group.bits if group.quantize else "none",

@@ -214,3 +214,38 @@ def test_on_resume_the_measured_zeros_win_over_the_plan(tmp_path):
     loaded.learn(plan.T - last_event, callback=compression, reset_num_timesteps=False)
     assert before < plan.final_sparsity
     assert compression.measured_sparsity() == pytest.approx(plan.final_sparsity, abs=3 / 70_000)
+
+
+def test_learn_that_stops_before_the_plan_ends_warns_in_one_line():
+    """The measured silent no-op: ``learn(plan.T)`` of a quantized plan ended without QAT."""
+    from nnc4rl.compress.callback import PlanNotFinishedWarning
+
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=20, batch_size=16, seed=0,
+                policy_kwargs={"net_arch": [16, 16]})  # fmt: skip
+    plan = TrainingPlan(T=200, final_sparsity=0.5, n_events=5, quantize=True)
+    cb = CompressionCallback(plan)
+    with pytest.warns(PlanNotFinishedWarning) as record:
+        model.learn(plan.T, callback=cb)
+    (w,) = record
+    assert str(w.message) == (
+        "learn stopped at step 200 of the plan's 240: 8-bit QAT has not run (the weights are "
+        "off its grid); continue with model.learn(40, callback=<this callback>, "
+        "reset_num_timesteps=False)"
+    )
+    model.learn(40, callback=cb, reset_num_timesteps=False)  # as it says: then it is finalized
+    assert cb.finalized
+
+
+def test_a_dense_model_whose_clock_is_past_the_plan_is_refused():
+    """A trained model continued with ``reset_num_timesteps=False`` would be pruned in one shot."""
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=20, batch_size=16, seed=0,
+                policy_kwargs={"net_arch": [16, 16]})  # fmt: skip
+    model.learn(300)  # a dense model at step 300
+    plan = TrainingPlan(T=200, final_sparsity=0.9, n_events=10, quantize=True)
+    with pytest.raises(RuntimeError, match=r"^the model's clock \(num_timesteps=300\) is past 10 "
+                                           r"of the plan's 10 pruning events"):  # fmt: skip
+        model.learn(100, callback=CompressionCallback(plan), reset_num_timesteps=False)
+    # the same model with its clock reset: the plan starts at 0 and runs to the end
+    cb = CompressionCallback(plan)
+    model.learn(plan.total_steps, callback=cb)
+    assert cb.finalized

@@ -196,3 +196,18 @@ def test_existing_out_folder_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "run")])  # fmt: skip
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
+
+
+def test_a_run_without_a_gradient_step_is_refused(tmp_path, capsys):
+    """The measured silent no-op: learning_starts (10 000) > the run's steps finished in 3 s."""
+    from nnc4rl.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "1000",
+                 "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (
+        "nnc4rl train: error: learning_starts=10000 is not below the run's 1,000 env steps: no "
+        "gradient step would run; lower it (--set learning_starts=N) or train longer (--steps)"
+    )
+    assert not out.exists()

@@ -56,6 +56,8 @@ def add_run_arguments(t, steps_help: str) -> None:
     t.add_argument("--device", default="cpu")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip
+    t.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write SB3's TensorBoard log (compression/* included) into DIR")  # fmt: skip
 
 
 def _print_summary(s: dict) -> None:
@@ -117,8 +119,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from nnc4rl.runs.runner import train
 
     spec = spec_from_args(args)
-    summary = train(spec, args.out, progress=args.progress,
-                    checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
+    summary = train(spec, args.out, progress=args.progress, checkpoint_every=args.checkpoint_every,
+                    resume=args.resume, tensorboard=args.tensorboard)  # fmt: skip
     _print_summary(summary)
     print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
     return 0

@@ -21,6 +21,7 @@ every env step of a rollout, so a pruning event is applied at the step it falls 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,6 +96,10 @@ def compressed_network(model: BaseAlgorithm) -> CompressedNetwork:
     return CompressedNetwork(info.prefix, names, [m for _, m in named], mirrors, optimizer, tied)
 
 
+class PlanNotFinishedWarning(UserWarning):
+    """``learn`` ended before the plan's last step: the model is not the compressed network."""
+
+
 class CompressionCallback(BaseCallback):
     """Gradual magnitude pruning and QAT of an SB3 model, following a :class:`TrainingPlan`.
 
@@ -155,6 +160,15 @@ class CompressionCallback(BaseCallback):
                     f"{self.masks.sparsity:.4f}) but num_timesteps is 0: continue a run with "
                     "learn(..., reset_num_timesteps=False), or start from a fresh model"
                 )
+            overdue = sum(e <= step for e in self.plan.event_steps()) if self.plan.prunes else 0
+            if self.masks.sparsity == 0 and overdue > 1:  # one due event is a resume; more: a jump
+                raise RuntimeError(
+                    f"the model's clock (num_timesteps={step:,}) is past {overdue} of the plan's "
+                    f"{self.plan.n_events} pruning events: it would prune a dense model to "
+                    f"{self.plan.sparsity_at(step):.4f} at once; to compress a trained model, "
+                    "start the plan at 0 with learn(..., reset_num_timesteps=True) (as `nnc4rl "
+                    "compress` does)"
+                )
         elif step < self.last_step:
             raise RuntimeError(
                 f"num_timesteps went back from {self.last_step} to {step}: continue a run with "
@@ -170,6 +184,20 @@ class CompressionCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if self.num_timesteps >= self.plan.total_steps:
             self.finalize()
+            return
+        n, total = self.num_timesteps, self.plan.total_steps
+        if self.plan.quantize and not self.quantizing:
+            what = f"{self.plan.bits}-bit QAT has not run (the weights are off its grid)"
+        elif self.masks.sparsity < self.plan.final_sparsity:
+            what = f"pruning is at {self.masks.sparsity:.4f} of {self.plan.final_sparsity:g}"
+        else:
+            what = "its last phase is unfinished and the weights are not baked"
+        warnings.warn(
+            f"learn stopped at step {n:,} of the plan's {total:,}: {what}; continue with "
+            f"model.learn({total - n}, callback=<this callback>, reset_num_timesteps=False)",
+            PlanNotFinishedWarning,
+            stacklevel=2,
+        )
 
     # -- the method -------------------------------------------------------------------------------
     def _follow_plan(self, step: int) -> None:
@@ -191,7 +219,10 @@ class CompressionCallback(BaseCallback):
                 self.on_finetune_end(self.model)
             self._start_qat()
         self.logger.record("compression/sparsity", self.masks.sparsity)
-        self.logger.record("compression/phase", self.network_phase().value)
+        phase = self.network_phase()
+        self.logger.record("compression/phase", phase.value)
+        # the phase as a number too: TensorBoard draws scalars, not strings (0 dense .. 3 QAT)
+        self.logger.record("compression/phase_index", list(Phase).index(phase))
 
     def network_phase(self) -> Phase:
         """The phase that produced the current network: an evaluation's label. At ``T`` it is

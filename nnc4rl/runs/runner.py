@@ -28,6 +28,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,7 @@ def train(
     checkpoint_every: int | None = None,
     resume: bool = False,
     checkpoint_dir: str | Path | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and save one run into the folder ``out`` (which must not exist yet).
 
@@ -269,6 +271,8 @@ def train(
         arguments required); without it an existing checkpoint is an error.
     :param checkpoint_dir: the checkpoint folder (default :func:`checkpoint_dir_for` ``(out)``);
         removed once the run is finished.
+    :param tensorboard: a folder for SB3's TensorBoard log (``compression/*`` included); it does
+        not change the run, so it is not part of its key.
     :returns: the summary also written to ``out/summary.json``.
     :raises ConfigError: on bad input, before anything is written.
     """
@@ -286,12 +290,14 @@ def train(
     spec, hyper = resolve(spec)
     remove_dead_partials(out.parent, out.name)  # left by a killed attempt at this run
     with atomic_dir(out) as tmp:
-        summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume)
+        summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume,
+                              tensorboard)  # fmt: skip
     shutil.rmtree(ckpt, ignore_errors=True)
     return summary
 
 
-def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: bool) -> dict:
+def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: bool,
+                tensorboard: str | Path | None = None) -> dict:  # fmt: skip
     import torch
     from stable_baselines3.common.callbacks import CallbackList, ProgressBarCallback
 
@@ -307,13 +313,19 @@ def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: 
             run.evaluate_point("input", model, None)  # on the same paired episodes as the result
         elif fresh:
             model = build_model(spec, hyper, env, plan)
+        if tensorboard is not None:  # SB3 configures its logger from it at every learn call
+            model.tensorboard_log = str(tensorboard)
         callbacks = [run.compression, *_callbacks(run)]
         if progress if progress is not None else sys.stderr.isatty():
             callbacks.append(ProgressBarCallback())
         callback = CallbackList(callbacks)
-        if model.num_timesteps < plan.T:  # stage 1: [0, T)
-            model.learn(plan.T - model.num_timesteps, callback=callback,
-                        reset_num_timesteps=fresh)  # fmt: skip
+        if model.num_timesteps < plan.T:  # stage 1: [0, T); stopping at T is the runner's plan
+            from nnc4rl.compress.callback import PlanNotFinishedWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PlanNotFinishedWarning)
+                model.learn(plan.T - model.num_timesteps, callback=callback,
+                            reset_num_timesteps=fresh)  # fmt: skip
         if "finetune_end" not in run.points:  # the fp32 network at T (finalized unless extending)
             run.evaluate_point("finetune_end", model, None)
             run.ptq_points(model)

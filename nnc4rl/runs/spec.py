@@ -147,7 +147,14 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     activation = (hyper["sb3"].get("policy_kwargs") or {}).get("activation_fn")
     if activation not in (None, "relu", "tanh"):
         raise ConfigError(f"activation_fn={activation!r} is invalid: choose one of relu, tanh")
-    return replace(spec, arch=arch), hyper
+    spec = replace(spec, arch=arch)
+    starts, total = hyper["sb3"].get("learning_starts"), make_plan(spec, hyper).total_steps
+    if isinstance(starts, int) and starts >= total:  # a run that never takes a gradient step
+        raise ConfigError(
+            f"learning_starts={starts} is not below the run's {total:,} env steps: no gradient "
+            "step would run; lower it (--set learning_starts=N) or train longer (--steps)"
+        )
+    return spec, hyper
 
 
 def _check_init_model(spec: RunSpec) -> None:

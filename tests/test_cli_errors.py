@@ -57,7 +57,8 @@ CASES = {
                               "--dry-run"], "is not UTF-8 text"),
     "profiles-duplicate-key": ([*PY, "nnc4rl.profiles", "{tmp}/dup.yml"], "key 'T' appears twice"),
     "profiles-overrides": ([*PY, "nnc4rl.profiles", "{tmp}/badset.yml"],
-                           "unknown hyperparameter 'no_such_setting' for SAC"),
+                           "profile 'badset', group 'g': unknown hyperparameter "
+                           "'no_such_setting' for SAC"),
     "export-damaged-summary": ([*PY, "nnc4rl.cli", "export", "{tmp}/damaged", "--format", "c",
                                 "--out", "{tmp}/p.c"], "summary.json' is unreadable"),
     "export-unsigned-model": ([*PY, "nnc4rl.cli", "export", "{tmp}/evil", "--format", "npz",

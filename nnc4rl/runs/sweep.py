@@ -56,7 +56,11 @@ def tasks_of(
             if ck not in cache:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    cache[ck] = resolve(spec)
+                    try:
+                        cache[ck] = resolve(spec)
+                    except ConfigError as err:  # name where the bad setting is
+                        raise ConfigError(f"profile {prof.name!r}, group {group.name!r}: "
+                                          f"{err}") from None  # fmt: skip
             arch, hyper = cache[ck][0].arch, cache[ck][1]
             spec = replace(spec, arch=arch)
             key = run_key(spec, hyper)

@@ -4,12 +4,14 @@ its policy plays its paired evaluation episodes with the artifact and the full-i
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_sweep import write_tiny
 
+from nnc4rl.runs.schema import CorruptRunError
 from nnc4rl.runs.store import RunStore
 from nnc4rl.runs.sweep import sweep
 from nnc4rl.study.closed_loop import (
@@ -39,7 +41,12 @@ def test_closed_loop_table_of_a_run_store(store, monkeypatch, tmp_path):
     runs = RunStore(store / "runs" / PROFILE)
     ids = runs.run_ids()
     assert len(ids) == 2
-    (runs.path(ids[1]) / "policy.npz").unlink()  # a run without its policy has no row
+    # a run of a group that keeps policies, without its policy, is damaged: named, not dropped
+    (runs.path(ids[1]) / "policy.npz").unlink()
+    with pytest.raises(CorruptRunError, match=f"{ids[1]} is corrupt: policy.npz is missing"):
+        closed_loop_table(PROFILE, data=store)
+    assert runs.status(ids[1], expect_policy=True)[0] == "corrupt"  # the sweep recomputes it
+    shutil.rmtree(runs.path(ids[1]))
     table = closed_loop_table(PROFILE, data=store)
     assert list(table.columns) == TABLE_COLUMNS and table["run_id"].tolist() == [ids[0]]
     row = table.iloc[0]

@@ -178,8 +178,9 @@ def test_bad_input_gets_one_line_errors(sac_run, tmp_path, capsys):
         )
     model.save(tmp_path / "fp32.zip")
     err = _cli_error(
-        capsys, ["export", str(tmp_path / "fp32.zip"), "--format", "npz", "--out", out]
-    )
+        capsys, ["export", str(tmp_path / "fp32.zip"), "--format", "npz", "--out", out,
+                 "--trust-pickle"],
+    )  # fmt: skip
     assert "latent_pi.0 is not quantized" in err
     # a run folder whose summary says it was not quantized
     shutil.copytree(run, tmp_path / "unq")

@@ -272,6 +272,7 @@ def test_ray_executor_on_a_local_instance(tiny, tmp_path):
 def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch, capsys):
     """A sweep stopped part-way leaves every setting with about as many seeds."""
     import nnc4rl.runs.sweep as sweep_module
+    from nnc4rl.core.trust import signature
 
     folder = write_tiny(tmp_path / "profiles", sparsities=(0.0, 0.5, 0.9))
     text = (folder / "tiny.yml").read_text().replace("seeds: 1", "seeds: 3")
@@ -280,7 +281,9 @@ def test_runs_start_checkpointed_first_then_seed_by_seed(tmp_path, monkeypatch, 
     waiting = [t for t in tasks_of("tiny") if t.spec.seed == 2 and t.spec.sparsity == 0.5][0]
     store = RunStore(tmp_path / "runs" / "tiny")
     store.checkpoint(waiting.run_id).mkdir(parents=True)
-    (store.checkpoint(waiting.run_id) / "checkpoint.pkl").write_bytes(b"")
+    # a checkpoint file with a valid signature (of an empty pickle: never loaded here)
+    signed = b"nnc4rl-checkpoint 2 " + signature(b"").encode() + b"\n"
+    (store.checkpoint(waiting.run_id) / "checkpoint.pkl").write_bytes(signed)
     # a folder holding only the partial file of a writer killed mid-way has nothing to resume
     torn = [t for t in tasks_of("tiny") if t.spec.seed == 1 and t.spec.sparsity == 0.9][0]
     store.checkpoint(torn.run_id).mkdir()

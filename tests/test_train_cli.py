@@ -68,7 +68,11 @@ def run(request, tmp_path_factory):
 @pytest.mark.xdist_group("e2e")
 def test_run_folder_contents(run):
     name, out, stdout = run
-    assert sorted(p.name for p in out.iterdir()) == ["evaluations.csv", "model.zip", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["evaluations.csv", "model.zip",
+                                                     "model.zip.sig", "summary.json"]  # fmt: skip
+    from nnc4rl.core.trust import file_is_signed
+
+    assert file_is_signed(out / "model.zip")  # signed by this user's nnc4rl: export loads it
     s = json.loads((out / "summary.json").read_text())
     steps = s["T"]
     assert s["algo"] == name.split("-")[0] and s["seed"] == 3 and s["quantized"] and s["bits"] == 8

@@ -2,7 +2,8 @@
 
 Layer 5, the top. Owns: argument parsing, one module per subcommand (:mod:`.train`,
 :mod:`.compress`, :mod:`.export`, :mod:`.sweep`; shared argument types in :mod:`.types`); each calls the layer
-that does the work. Bad input is one error line and exit status 2.
+that does the work. Bad input, and a file that cannot be written (read-only folder, full disk),
+is one error line and exit status 2; Ctrl-C is one line and exit status 130.
 
 May import: every layer; nothing below imports this package.
 """
@@ -37,6 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"nnc4rl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine, not the code: a read-only folder, a full disk, ...
+        what = f" {err.filename!r}" if err.filename else ""
+        reason = err.strerror or str(err) or type(err).__name__
+        print(f"nnc4rl {args.command}: error: cannot write or read{what}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except KeyboardInterrupt:  # what was half-written is removed by the atomic writers
+        print(f"nnc4rl {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -20,13 +20,17 @@ def register(subparsers) -> None:
         "quantized (trained with --quantize): its weights must lie on a symmetric int grid. "
         "Format: nnc4rl/export/FORMAT.md. Safety: an .npz artifact is data only and is checked "
         "before use, so one from a stranger is safe to export; a model.zip is SB3's cloudpickle "
-        "format, and loading it runs any code it holds: export only model.zip files you trust.",
+        "format, and loading it runs any code it holds: one that this user's nnc4rl train did not "
+        "sign (model.zip.sig) is refused unless --trust-pickle is given.",
     )
     p.add_argument(
         "source",
         metavar="RUN_DIR_OR_MODEL",
-        help="run folder, model.zip (trusted files only: it is unpickled) or .npz",
+        help="run folder, model.zip (signed by nnc4rl train, or --trust-pickle) or .npz",
     )
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a model.zip that nnc4rl train did not sign here (it is unpickled: "
+                   "it runs any code it holds)")  # fmt: skip
     p.add_argument("--format", required=True, choices=FORMATS, help="npz, onnx or c")
     p.add_argument("--out", required=True, help="output file (for c: PATH.c, and PATH.h beside)")
     p.add_argument("--bits", type=int, default=None, choices=range(2, 9), metavar="B",
@@ -64,7 +68,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.prefix is not None and args.format != "c":
         raise ArtifactError("--prefix only applies to --format c")
     prefix = check_prefix(args.prefix or DEFAULT_PREFIX)
-    art = artifact_from_path(args.source, args.bits)
+    art = artifact_from_path(args.source, args.bits, trust_pickle=args.trust_pickle)
     if args.integer and art.integer is None:
         from nnc4rl.export.closed_loop import calibrate_held_out
 

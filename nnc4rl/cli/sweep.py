@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnc4rl.cli.types import positive_int
+from nnc4rl.cli.types import bounded_int
+from nnc4rl.core.config import MAX_WORKERS
 from nnc4rl.runs.profiles import FIGURES, profile_names
 from nnc4rl.runs.sweep import QuietPipe, sweep, terminate_on_sigterm
 
@@ -24,8 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--executor", default="local", help="local (process pool, default) or ray")
     p.add_argument(
         "--workers",
-        type=positive_int,
-        help="parallel runs (default: CPU count / torch threads per run)",
+        type=bounded_int(1, MAX_WORKERS),
+        help=f"parallel runs, 1..{MAX_WORKERS} (default: CPU count / torch threads per run)",
     )
     p.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray)")
     p.add_argument("--data", help="data folder (default: <repo>/data or $NNC4RL_DATA)")

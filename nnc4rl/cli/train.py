@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from nnc4rl.cli.types import bits, fraction, positive_int
+from nnc4rl.cli.types import bits, bounded_int, fraction, positive_int
 from nnc4rl.compress.pruning import DISTRIBUTIONS
-from nnc4rl.core.config import parse_set
+from nnc4rl.core.config import MAX_SEED, MAX_THREADS, parse_set
 from nnc4rl.runs.spec import ALGOS, ARCHS, RunSpec
 
 
@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         help="train one compressed agent into a run folder",
         description="Train an SB3 agent (SAC, TQC, TD3, DDPG, DQN, PPO, A2C) with gradual "
         "magnitude pruning (0.2-0.8 T), fine-tuning (0.8-1 T) and, with --quantize, QAT "
-        "(1-1.2 T); evaluate; save model.zip, summary.json and evaluations.csv into --out.",
+        "(1-1.2 T); evaluate; save model.zip (with its signature model.zip.sig), summary.json "
+        "and evaluations.csv into --out.",
     )
     t.add_argument("--algo", required=True, choices=ALGOS)
     t.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v4, PongNoFrameskip-v4")
@@ -36,7 +37,8 @@ def add_run_arguments(t, steps_help: str) -> None:
                    help="without --quantize: fine-tune to 1.2 T (the equal-length control)")  # fmt: skip
     t.add_argument("--bits", type=bits, default=8, help="QAT bit width, 2..8 (default 8)")
     t.add_argument("--steps", type=positive_int, required=True, help=steps_help)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+                   help=f"RNG seed, 0..{MAX_SEED} (default 0)")  # fmt: skip
     t.add_argument("--out", required=True, help="run folder to create (must not exist)")
     t.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                    help="env steps between checkpoints (default: every ~5 minutes of training); "
@@ -51,9 +53,10 @@ def add_run_arguments(t, steps_help: str) -> None:
         metavar="KEY=VALUE",
         help="override a hyperparameter (YAML value; dotted keys for nested), repeatable",
     )
-    t.add_argument("--n-envs", type=positive_int, default=1)
-    t.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--n-envs", type=bounded_int(1, MAX_THREADS), default=1)
+    t.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=1,
+                   help=f"torch threads, 1..{MAX_THREADS} (default 1)")  # fmt: skip
+    t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")  # fmt: skip
     t.add_argument("--tensorboard", default=None, metavar="DIR",
@@ -122,5 +125,5 @@ def _run_train(args: argparse.Namespace) -> int:
     summary = train(spec, args.out, progress=args.progress, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, tensorboard=args.tensorboard)  # fmt: skip
     _print_summary(summary)
-    print(f"  wrote {args.out}/model.zip, summary.json, evaluations.csv")
+    print(f"  wrote {args.out}/model.zip (signed: model.zip.sig), summary.json, evaluations.csv")
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 from nnc4rl.core.config import ConfigError, Parser, check_bits, check_sparsity
 
-__all__ = ["Parser", "bits", "fraction", "positive_int"]
+__all__ = ["Parser", "bits", "bounded_int", "fraction", "positive_int"]
 
 
 def fraction(text: str) -> float:
@@ -28,3 +28,19 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
+
+
+def bounded_int(minimum: int, maximum: int):
+    """argparse type: an integer in ``minimum..maximum`` (a bound keeps a typo from asking for
+    ``10**11`` threads or processes)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in {minimum}..{maximum}")
+        return value
+
+    return parse

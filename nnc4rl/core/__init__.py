@@ -1,7 +1,8 @@
 """Layer 0, what every step of the data flow shares.
 
 Owns: errors and input checks, hyperparameter defaults and overrides (:mod:`.config`, reading
-``nnc4rl/hyperparams/``), atomic file writing (:mod:`.atomic`), and the environments with their
+``nnc4rl/hyperparams/``), atomic file writing (:mod:`.atomic`), the signatures of the pickle-based files this machine
+wrote (:mod:`.trust`), and the environments with their
 paired evaluation episodes (:mod:`.envs`).
 
 May import: nothing of nnc4rl. Importing it costs nothing (gymnasium and SB3 load inside the

@@ -14,7 +14,13 @@ SECTIONS = ("sb3", "compression", "evaluation")
 # SB3 constructor arguments that a run sets itself and an override must not touch.
 RESERVED = {"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
             "_init_setup_model", "replay_buffer_class", "replay_buffer_kwargs"}  # fmt: skip
-POSITIVE_INT_KEYS = {"n_events", "eval_freq", "eval_episodes"}
+POSITIVE_INT_KEYS = {"n_events", "eval_freq", "eval_episodes", "batch_size", "buffer_size",
+                     "target_update_interval", "n_steps"}  # fmt: skip
+# SB3 settings SB3 itself does not check (a negative batch_size trains, on garbage).
+NON_NEGATIVE_KEYS = {"learning_starts"}
+POSITIVE_NUMBER_KEYS = {"learning_rate"}
+UNIT_INTERVAL_KEYS = {"gamma", "tau", "exploration_fraction", "exploration_initial_eps",
+                      "exploration_final_eps"}  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -44,11 +50,22 @@ def check_bits(value: Any, name: str = "bits") -> int:
     return value
 
 
-def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an integer >= ``minimum``; raises :class:`ConfigError` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}={value!r} is invalid: an integer >= {minimum} is required")
+def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an integer >= ``minimum`` (and <= ``maximum`` if given); raises
+    :class:`ConfigError` otherwise."""
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    if not bad and maximum is not None and value > maximum:
+        bad = True
+    if bad:
+        allowed = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name}={value!r} is invalid: an integer {allowed} is required")
     return value
+
+
+# Upper bounds of settings that size something (threads, processes, RNG seeds).
+MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seeds are 32-bit
+MAX_THREADS = 1024
+MAX_WORKERS = 10_000
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -127,7 +144,20 @@ def apply_overrides(
                 f"hyperparameter {dotted}={value!r} has the wrong type: "
                 f"expected {type(node[leaf]).__name__} like the default {node[leaf]!r}"
             )
-        if leaf in POSITIVE_INT_KEYS and value < 1:
-            raise ConfigError(f"hyperparameter {dotted}={value!r} is invalid: must be >= 1")
+        _check_range(dotted, leaf, value)
         node[leaf] = value
     return out
+
+
+def _check_range(dotted: str, leaf: str, value: Any) -> None:
+    """The range of a setting whose range is known (a number only: a schedule string passes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if leaf in POSITIVE_INT_KEYS and value < 1:
+        raise ConfigError(f"hyperparameter {dotted}={value!r} is invalid: must be >= 1")
+    if leaf in NON_NEGATIVE_KEYS and value < 0:
+        raise ConfigError(f"hyperparameter {dotted}={value!r} is invalid: must be >= 0")
+    if leaf in POSITIVE_NUMBER_KEYS and not value > 0:
+        raise ConfigError(f"hyperparameter {dotted}={value!r} is invalid: must be > 0")
+    if leaf in UNIT_INTERVAL_KEYS and not 0 <= value <= 1:
+        raise ConfigError(f"hyperparameter {dotted}={value!r} is invalid: must be in [0, 1]")

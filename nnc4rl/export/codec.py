@@ -12,6 +12,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +280,9 @@ def load_artifact(path: str | Path) -> Artifact:
         raise ArtifactError(f"{str(path)!r} does not exist") from None
     except ArtifactError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, RecursionError) as err:
+    # zlib.error: damaged deflate data; NotImplementedError: an unknown zip compression method
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, RecursionError,
+            zlib.error, NotImplementedError) as err:  # fmt: skip
         raise _bad(path, f"unreadable ({type(err).__name__})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise _bad(

@@ -351,13 +351,21 @@ def load_sb3_model(path: str | Path, algo: str | None = None):
 RUN_INFO = ("env", "seed", "arch", "algo")  # summary.json fields kept (the calibration needs them)
 
 
-def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
+def artifact_from_path(
+    source: str | Path, bits: int | None = None, trust_pickle: bool = False
+) -> Artifact:
     """The artifact of a run folder, a ``model.zip`` or an artifact ``.npz``.
 
     A run folder holds ``model.zip`` (a training run) or ``policy.npz`` (a run-store folder,
     ``data/runs/<profile>/<id>/``); its ``summary.json`` supplies ``bits`` (and an error if it
     says unquantized) and the env id and seed recorded in the artifact's ``info``.
+
+    :param trust_pickle: load a ``model.zip`` that this user's ``nnc4rl train`` did not sign
+        (:mod:`nnc4rl.core.trust`); unpickling it runs any code it holds. Without it such a
+        file is refused, unread.
+    :raises ArtifactError: one line (a missing or unreadable file, an unsigned model.zip, ...).
     """
+    from nnc4rl.core.trust import file_is_signed, signature_file
     from nnc4rl.export.codec import load_artifact
 
     source, run_info = Path(source), {}
@@ -365,7 +373,15 @@ def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
         folder = source
         summary_path = folder / "summary.json"
         if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
+            try:
+                summary = json.loads(summary_path.read_text())
+            except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+                raise ArtifactError(
+                    f"{str(summary_path)!r} is unreadable ({type(err).__name__}): restore it, "
+                    "or export the folder's model.zip / policy.npz directly"
+                ) from None
+            if not isinstance(summary, dict):
+                raise ArtifactError(f"{str(summary_path)!r} is not a JSON object")
             if not summary.get("quantized", True):
                 raise ArtifactError(
                     f"run {str(folder)!r} was not quantized (bits=32): only models "
@@ -383,6 +399,12 @@ def artifact_from_path(source: str | Path, bits: int | None = None) -> Artifact:
         for k, v in run_info.items():
             art.info.setdefault(k, v)
         return art
+    if not trust_pickle and not file_is_signed(source):
+        raise ArtifactError(
+            f"{str(source)!r} has no valid signature ({signature_file(source).name}): it was not "
+            "written by this user's nnc4rl train, and loading a model.zip runs any code it holds; "
+            "pass --trust-pickle only for a file you trust"
+        )
     model = load_sb3_model(source, run_info.get("algo"))
     # the file name is provenance that reaches generated code: only safe characters are kept
     return artifact_from_sb3(model, bits, info={"source": safe_text(source.name)} | run_info)

@@ -2,7 +2,9 @@
 
 Prints ``profile NAME: R runs, S env steps`` for a valid profile; for a bad one the single
 :class:`~nnc4rl.core.config.ConfigError` line on stderr and exit status 2 (``make reproduce`` runs this
-before anything else, so a typo costs nothing).
+before anything else, so a typo costs nothing). A profile is checked as the sweep checks it
+(:func:`nnc4rl.runs.sweep.tasks_of`: every run resolved, its overrides checked against SB3), so
+what passes here is what a sweep accepts.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 from nnc4rl.core.config import ConfigError
 from nnc4rl.runs.profiles import load_profile, profile_names
+from nnc4rl.runs.sweep import tasks_of
 
 
 def main(argv: list[str]) -> int:
@@ -18,6 +21,7 @@ def main(argv: list[str]) -> int:
     try:
         for name in argv or profile_names():
             prof = load_profile(name)
+            tasks_of(name)  # the sweep's own validation of every run
             print(f"profile {prof.name}: {prof.n_runs} runs, {prof.train_steps:,} env steps")
     except ConfigError as err:
         print(f"nnc4rl profiles: error: {err}", file=sys.stderr)

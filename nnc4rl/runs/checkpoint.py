@@ -14,6 +14,11 @@ A checkpoint is one file (``checkpoint.pkl``, written atomically) holding
 * the global RNGs: Python's ``random``, numpy's and torch's;
 * whatever the caller adds (the compression callback's masks, the evaluations so far).
 
+The file starts with one text line, ``nnc4rl-checkpoint <version> <signature>``: the keyed hash
+of the pickle that follows (:mod:`nnc4rl.core.trust`). Unpickling runs any code a file holds, so
+a checkpoint whose signature does not check (not written by this user's nnc4rl: a crafted or
+copied file, or one damaged on disk) is refused before it is unpickled.
+
 It is taken between two rollouts (``on_rollout_start``), where SB3's state is consistent: the last
 transition is stored and the next step has not been sampled. Evaluation envs are not captured:
 every evaluation resets them with fixed seeds.
@@ -32,17 +37,21 @@ import numpy as np
 import torch
 
 from nnc4rl.core.atomic import remove_dead_partials, write_atomic
+from nnc4rl.core.config import ConfigError
+from nnc4rl.core.trust import is_signed, signature
 
 CHECKPOINT_FILE = "checkpoint.pkl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: signed (the header line)
+MAGIC = b"nnc4rl-checkpoint"
 # SB3 model attributes that are not state: re-attached after loading.
 _DETACHED = ("env", "_logger", "_vec_normalize_env")
 # Wrapper attributes that are not state (SB3's VecEnvWrapper caches its class's members).
 _NOT_STATE = ("class_attributes",)
 
 
-class CheckpointError(RuntimeError):
-    """An env or model whose state cannot be captured exactly."""
+class CheckpointError(ConfigError, RuntimeError):
+    """An env or model whose state cannot be captured exactly, or a checkpoint file that cannot
+    be resumed (damaged, or not written by this user's nnc4rl); one line."""
 
 
 # -- global RNGs ------------------------------------------------------------------------------------
@@ -173,8 +182,45 @@ def save_checkpoint(folder: str | Path, model: Any, extra: dict[str, Any]) -> Pa
     path = folder / CHECKPOINT_FILE
     # A run killed while writing left a partial file as large as the replay buffer (GBs on Atari).
     remove_dead_partials(folder, CHECKPOINT_FILE)
-    write_atomic(path, blob)
+    head = b"%s %d %s\n" % (MAGIC, FORMAT_VERSION, signature(blob).encode())
+    write_atomic(path, head + blob)
     return path
+
+
+def _signed_blob(path: Path) -> bytes:
+    """The pickle of the checkpoint file ``path`` once its signature checks (never unpickled
+    before). :raises CheckpointError: one line saying why it cannot be resumed."""
+    fix = "delete it to restart the run"
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({err.strerror}): {fix}") from None
+    head, _, blob = raw.partition(b"\n")
+    parts = head.split(b" ")
+    if len(parts) != 3 or parts[0] != MAGIC:
+        raise CheckpointError(f"checkpoint {path} is not an nnc4rl checkpoint of this version "
+                              f"(no signed header): {fix}")  # fmt: skip
+    if parts[1] != str(FORMAT_VERSION).encode():
+        raise CheckpointError(f"checkpoint {path} has format {parts[1].decode(errors='replace')!r}, "
+                              f"not {FORMAT_VERSION}: {fix}")  # fmt: skip
+    if not is_signed(blob, parts[2].decode(errors="replace")):
+        raise CheckpointError(
+            f"checkpoint {path} was not written by this user's nnc4rl or is damaged (its "
+            f"signature does not check); it is not unpickled: {fix}"
+        )
+    return blob
+
+
+def checkpoint_problem(folder: str | Path) -> str:
+    """Why the checkpoint in ``folder`` cannot be resumed, in one line (``""``: it can, as far
+    as its signature tells; no checkpoint: ``""``). Reads the file, unpickles nothing."""
+    if not has_checkpoint(folder):
+        return ""
+    try:
+        _signed_blob(Path(folder) / CHECKPOINT_FILE)
+    except CheckpointError as err:
+        return str(err)
+    return ""
 
 
 def has_checkpoint(folder: str | Path) -> bool:
@@ -189,12 +235,15 @@ def load_checkpoint(folder: str | Path, env: Any) -> tuple[Any, dict[str, Any]] 
     if not has_checkpoint(folder):
         return None
     path = Path(folder) / CHECKPOINT_FILE
+    blob = _signed_blob(path)  # only a file this user's nnc4rl signed is unpickled
     try:
-        payload = pickle.loads(path.read_bytes())
+        payload = pickle.loads(blob)
     except Exception as err:  # noqa: BLE001 - a damaged checkpoint is reported, not trusted
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__})") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}): delete "
+                              "it to restart the run") from None  # fmt: skip
     if not isinstance(payload, dict) or payload.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has an unknown format")
+        raise CheckpointError(f"checkpoint {path} has an unknown format: delete it to restart "
+                              "the run")  # fmt: skip
     model = payload["model"]
     env = model._wrap_env(env, verbose=0)  # as SB3 wraps it (e.g. VecTransposeImage on images)
     restore_env(env, payload["env"])

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from nnc4rl.runs.schema import EVAL_COLUMNS, PTQ_POINT, SCHEMA_VERSION
+from nnc4rl.runs.schema import run_id as store_run_id
 
 
 def _size(fp32: int, nnz: int, params: int, bits: int) -> dict[str, Any]:
@@ -109,9 +110,11 @@ def make_summary_fixture(
 
 
 def curve_csv(summary: dict[str, Any]) -> str:
-    """An ``evaluations.csv`` for ``summary``: one row per training evaluation point (and a
-    periodic one at ``T / 2``)."""
-    rows = {summary["T"] // 2: ("pruning", 1.0)}
+    """An ``evaluations.csv`` for ``summary``: one row per training evaluation point and one at
+    every multiple of ``eval_freq`` below ``total_steps`` (as the runner writes it)."""
+    every = (summary["hyperparameters"].get("evaluation") or {}).get("eval_freq") or (
+        summary["T"] // 2)  # fmt: skip
+    rows = {s: ("pruning", 1.0) for s in range(every, summary["total_steps"], every)}
     for name, p in summary["eval"].items():
         if not PTQ_POINT.match(name):
             rows[p["step"]] = (p["phase"], p["mean"])
@@ -149,10 +152,7 @@ def make_run_fixture(
         "T": s["T"],
         "hyperparameters": s["hyperparameters"],
     }
-    rid = run_id or (
-        f"{s['algo']}-{s['env']}-{s['arch']}-s{s['target_sparsity']:.2f}-"
-        f"{'q' + str(s['bits']) if s['quantized'] else 'fp32'}-T{s['T']}-seed{s['seed']}-fixture"
-    )
+    rid = run_id or store_run_id(key)  # the id the store gives this key
     meta = {
         "schema": SCHEMA_VERSION,
         "run_id": rid,

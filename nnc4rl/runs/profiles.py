@@ -360,13 +360,38 @@ def load_profile(name: str | Path, folder: str | Path | None = None) -> Profile:
             names = profile_names(folder)
             raise ConfigError(f"profile={name!r} is unknown: choose one of {', '.join(names)}")
     try:
-        raw = yaml.safe_load(source.read_text())
+        raw = yaml.load(source.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except UnicodeDecodeError:
+        raise ConfigError(f"profile {name!r}: {str(source)!r} is not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"profile {name!r}: {str(source)!r} cannot be read "
+                          f"({err.strerror or type(err).__name__})") from None  # fmt: skip
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or type(err).__name__
         raise ConfigError(f"profile {name!r}: invalid YAML{at} ({problem})") from None
     return parse_profile(raw, name)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a key twice (plain YAML keeps the last,
+    so a group pasted twice, or ``T`` set twice, would silently win)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                break
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def machine_speeds() -> dict[str, dict[str, float]]:

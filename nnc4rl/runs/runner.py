@@ -1,6 +1,7 @@
 """One training run: ``RunSpec`` -> train + evaluate -> a run folder.
 
-A run folder holds ``model.zip`` (plain SB3, exactly the last evaluated network),
+A run folder holds ``model.zip`` (plain SB3, exactly the last evaluated network) with its
+signature ``model.zip.sig`` (:mod:`nnc4rl.core.trust`: export unpickles only signed files),
 ``summary.json`` (what was run and what was measured from the saved tensors, schema in
 :mod:`nnc4rl.runs.schema`) and ``evaluations.csv`` (periodic deterministic evaluations for learning
 curves). It is written into a hidden temporary folder beside the target and renamed when
@@ -36,7 +37,9 @@ from nnc4rl.compress.plan import TrainingPlan, steps_to_train
 from nnc4rl.core.atomic import atomic_dir, remove_dead_partials
 from nnc4rl.core.config import ConfigError, check_int
 from nnc4rl.core.envs import evaluation_seeds, make_envs
+from nnc4rl.core.trust import sign_file
 from nnc4rl.runs.evaluation import Evaluator
+from nnc4rl.runs.lock import RunLock, lock_path
 from nnc4rl.runs.spec import IMAGE_ARCHS, RunSpec, make_plan, resolve, spec_fields
 from nnc4rl.runs.summary import write_summary
 
@@ -288,11 +291,23 @@ def train(
             "arguments) to continue it, or delete it"
         )
     spec, hyper = resolve(spec)
-    remove_dead_partials(out.parent, out.name)  # left by a killed attempt at this run
-    with atomic_dir(out) as tmp:
-        summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume,
-                              tensorboard)  # fmt: skip
-    shutil.rmtree(ckpt, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One process per run folder: a second ``train --resume`` of it would race for its
+    # checkpoint and its folder; the kernel drops the lock however its owner dies.
+    lock = RunLock(lock_path(out.parent, out.name))
+    if not lock.acquire():
+        raise ConfigError(f"out={str(out)!r} is being trained by another process "
+                          f"({lock.owner()}): wait for it, or choose another --out")  # fmt: skip
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):  # finished meanwhile
+            raise ConfigError(f"out={str(out)!r} already exists: choose a new folder")
+        remove_dead_partials(out.parent, out.name)  # left by a killed attempt at this run
+        with atomic_dir(out) as tmp:
+            summary = _train_into(spec, hyper, tmp, progress, ckpt, checkpoint_every, resume,
+                                  tensorboard)  # fmt: skip
+        shutil.rmtree(ckpt, ignore_errors=True)
+    finally:
+        lock.release()
     return summary
 
 
@@ -339,6 +354,7 @@ def _train_into(spec, hyper, folder: Path, progress, ckpt: Path, every, resume: 
             run.evaluate_point(final, model, spec.bits if plan.quantize else None)
         wall = run.wall_time()
         model.save(folder / "model.zip")
+        sign_file(folder / "model.zip")  # export loads only a model.zip signed here
     finally:
         env.close()
         eval_env.close()

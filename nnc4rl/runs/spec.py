@@ -8,6 +8,7 @@ keyed and stored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,8 @@ from nnc4rl.compress.algos import NAMES, algo_by_name
 from nnc4rl.compress.plan import TrainingPlan
 from nnc4rl.compress.pruning import DISTRIBUTIONS
 from nnc4rl.core.config import (
+    MAX_SEED,
+    MAX_THREADS,
     ConfigError,
     apply_overrides,
     check_bits,
@@ -81,6 +84,30 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value!r} is invalid: choose one of {', '.join(allowed)}")
 
 
+DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
+
+
+def check_device(device: Any) -> str:
+    """``device`` if this machine has it: ``cpu``, ``auto``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    :raises ConfigError: one line naming the device and what is allowed or available.
+    """
+    import torch
+
+    if not isinstance(device, str) or not DEVICE.match(device):
+        raise ConfigError(f"device={device!r} is invalid: use cpu, cuda, cuda:N, mps or auto")
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= n:
+            have = f"cuda:0..cuda:{n - 1}" if n else "no CUDA device"
+            raise ConfigError(f"device={device!r} is not available: this machine has {have}")
+    if device == "mps" and not (getattr(torch.backends, "mps", None)
+                                and torch.backends.mps.is_available()):  # fmt: skip
+        raise ConfigError("device='mps' is not available on this machine: use cpu or auto")
+    return device
+
+
 def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     """Check ``spec`` and fill in defaults; returns it with ``arch`` set and its hyperparameters.
 
@@ -100,12 +127,12 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     check_sparsity(spec.sparsity)
     check_bits(spec.bits)
     check_int(spec.steps, "steps", minimum=5)
-    check_int(spec.n_envs, "n_envs")
-    check_int(spec.threads, "threads")
+    check_int(spec.seed, "seed", minimum=0, maximum=MAX_SEED)
+    check_int(spec.n_envs, "n_envs", maximum=MAX_THREADS)
+    check_int(spec.threads, "threads", maximum=MAX_THREADS)
     if spec.quantize and spec.extra_finetune:
         raise ConfigError("extra_finetune=True needs quantize=False: it is the control without QAT")
-    if spec.device != "cpu" and not spec.device.startswith(("cuda", "mps", "auto")):
-        raise ConfigError(f"device={spec.device!r} is invalid: use cpu, cuda[:N], mps or auto")
+    check_device(spec.device)
 
     atari = is_atari(spec.env)
     if atari:

@@ -23,7 +23,6 @@ needs no shared filesystem.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,11 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnc4rl.core.atomic import atomic_dir, remove_dead_partials, write_atomic
+from nnc4rl.core.atomic import atomic_dir, partial_prefix, remove_dead_partials, write_atomic
 from nnc4rl.runs.schema import (
     REQUIRED_FILES,
     SCHEMA_VERSION,
     CorruptRunError,
+    file_digest,
+    run_id,
     validate_run_folder,
 )
 
@@ -45,19 +46,25 @@ if TYPE_CHECKING:  # the runner pulls in SB3; reading a store must not
     from nnc4rl.runs.spec import RunSpec
 
 __all__ = ["REQUIRED_FILES", "CorruptRunError", "RunStore", "RunTask", "execute", "run_id",
-           "run_key", "data_root", "repo_root", "checkpoint_dir", "store_visible"]  # fmt: skip
+           "run_key", "data_root", "repo_root", "find_checkout", "checkpoint_dir", "store_visible"]  # fmt: skip
 
 STORE_ID = ".store-id"
 
 
-def repo_root(start: str | Path | None = None) -> Path:
-    """The repository root: the first folder at or above ``start`` (default: the cwd) that holds
-    ``pyproject.toml`` and ``nnc4rl/``; else the folder above the installed package."""
+def find_checkout(start: str | Path | None = None) -> Path | None:
+    """The first folder at or above ``start`` (default: the cwd) that holds ``pyproject.toml``
+    and ``nnc4rl/`` (a checkout of this project), or ``None``."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "nnc4rl").is_dir():
             return folder
-    return Path(__file__).resolve().parents[1]
+    return None
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The repository root: :func:`find_checkout` of ``start``; else the folder above the
+    installed package (for reading; a command that rewrites files uses :func:`find_checkout`)."""
+    return find_checkout(start) or Path(__file__).resolve().parents[1]
 
 
 def data_root(data: str | Path | None = None) -> Path:
@@ -103,20 +110,6 @@ def run_key(spec: RunSpec, hyper: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_id(key: dict[str, Any]) -> str:
-    """A readable, stable id: ``sac-Hopper-v4-mlp-s0.90-q8-T600-seed0-<10 hex of sha256>``
-    (``ft`` instead of ``fp32`` marks an equal-length fine-tuning control run)."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    weights = f"q{key['bits']}" if key["quantize"] else "fp32"
-    if key.get("extra_finetune"):
-        weights += "-ft"
-    env = key["env"].replace("NoFrameskip", "")
-    return (
-        f"{key['algo']}-{env}-{key['arch']}-s{key['sparsity']:.2f}-{weights}-T{key['T']}"
-        f"-seed{key['seed']}-{digest}"
-    )
-
-
 def checkpoint_dir(root: str | Path, rid: str) -> Path:
     """Where the run ``rid`` of the store at ``root`` keeps its checkpoint while it trains."""
     return Path(root) / f".{rid}.checkpoint"
@@ -147,24 +140,31 @@ class RunStore:
             return marker.read_text().strip()
 
     def run_ids(self) -> list[str]:
-        """Names of the run folders (finished or corrupt; hidden temporary entries excluded)."""
+        """Names of the run folders (finished or corrupt). Hidden temporary entries and empty
+        folders (a stray ``mkdir``: no run, nothing to read) are left out."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and p.name[0] != "." and any(p.iterdir()))  # fmt: skip
 
-    def check(self, rid: str) -> dict[str, Any]:
+    def check(self, rid: str, expect_policy: bool = False) -> dict[str, Any]:
         """The ``run.json`` of a finished run.
 
+        :param expect_policy: the run's group keeps policies (a quantized run needs
+            ``policy.npz``).
         :raises CorruptRunError: one line naming the folder and what is wrong, if the folder
             exists but is not a complete finished run (:func:`nnc4rl.runs.schema.validate_run_folder`).
-        :raises FileNotFoundError: if it does not exist.
+        :raises FileNotFoundError: if it does not exist (an empty folder counts as missing).
         """
-        return validate_run_folder(self.path(rid))["run"]
+        folder = self.path(rid)
+        if folder.is_dir() and not any(folder.iterdir()):
+            raise FileNotFoundError(folder)
+        return validate_run_folder(folder, expect_policy=expect_policy)["run"]
 
-    def status(self, rid: str) -> tuple[str, str]:
+    def status(self, rid: str, expect_policy: bool = False) -> tuple[str, str]:
         """``("done", "")``, ``("missing", "")`` or ``("corrupt", reason)``."""
         try:
-            self.check(rid)
+            self.check(rid, expect_policy)
         except FileNotFoundError:
             return "missing", ""
         except CorruptRunError as err:
@@ -183,7 +183,7 @@ class RunStore:
         :returns: False if a finished run was already there (written concurrently) and ``force``
             is off; a corrupt folder, or any folder when ``force``, is replaced.
         """
-        if not force and self.status(rid)[0] == "done":
+        if not force and self.status(rid, "policy.npz" in files)[0] == "done":
             return False
         with atomic_dir(self.path(rid), replace=True) as tmp:
             for name, data in files.items():
@@ -228,16 +228,21 @@ def execute(
     :param store_root: the store's folder as the driver sees it.
     :param store_id: the store's :meth:`RunStore.identity`.
     """
-    from nnc4rl.runs.runner import train
     from nnc4rl.runs.spec import spec_fields
 
     shared = store_visible(store_root, store_id)
-    work = Path(tempfile.mkdtemp(prefix=f".{task.run_id}.work-"))
+    # The work folder is a partial entry (``.<id>.partial-<pid>-work*``): in the store when this
+    # process sees it, else in the temporary folder; whichever way this worker dies (SIGKILL
+    # included), the next sweep (:meth:`RunStore.clean_partials`) or the next attempt here
+    # removes it once this process is gone.
+    where = Path(store_root) if shared else Path(tempfile.gettempdir())
+    remove_dead_partials(where, task.run_id)
+    target = where / task.run_id
+    work = Path(tempfile.mkdtemp(prefix=partial_prefix(target) + "work-", dir=where))
     ckpt = checkpoint_dir(store_root, task.run_id) if shared else work / "checkpoint"
     try:
         out = work / "run"
-        train(task.spec, out, progress=False, checkpoint_every=task.checkpoint_every,
-              resume=True, checkpoint_dir=ckpt)  # fmt: skip
+        _train_or_restart(task, out, ckpt)
         meta = {
             "schema": SCHEMA_VERSION,
             "run_id": task.run_id,
@@ -254,11 +259,36 @@ def execute(
         }
         if task.keep_policy and task.spec.quantize:  # only a quantized network has an artifact
             files["policy.npz"] = _policy_artifact(out)
+        # the sha256 of every file: a file damaged, edited or swapped later is named by the check
+        meta["files"] = {name: file_digest(data) for name, data in sorted(files.items())
+                         if name != "run.json"}  # fmt: skip
+        files["run.json"] = (json.dumps(meta, indent=2) + "\n").encode()
         check = work / task.run_id  # a run the writer got wrong fails here, not in the store
         check.mkdir()
         for name, data in files.items():
             (check / name).write_bytes(data)
-        validate_run_folder(check)
+        validate_run_folder(check, expect_policy=task.keep_policy)
         return files
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _train_or_restart(task: RunTask, out: Path, ckpt: Path) -> None:
+    """Train ``task`` into ``out``, continuing from the checkpoint ``ckpt`` if there is one; a
+    checkpoint that cannot be resumed (damaged, or not written by this store) is removed and
+    the run restarts from scratch, so it never fails every sweep."""
+    from nnc4rl.runs.checkpoint import CheckpointError
+    from nnc4rl.runs.runner import train
+
+    def run() -> None:
+        train(task.spec, out, progress=False, checkpoint_every=task.checkpoint_every,
+              resume=True, checkpoint_dir=ckpt)  # fmt: skip
+
+    try:
+        run()
+    except CheckpointError:
+        if not ckpt.exists():
+            raise
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        run()

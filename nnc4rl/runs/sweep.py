@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nnc4rl.core.config import ConfigError
-from nnc4rl.runs.checkpoint import has_checkpoint
+from nnc4rl.core.config import MAX_WORKERS, ConfigError, check_int
+from nnc4rl.runs.checkpoint import checkpoint_problem, has_checkpoint
 from nnc4rl.runs.lock import RunLock, lock_path
 from nnc4rl.runs.profiles import load_profile, machine_speeds
 from nnc4rl.runs.spec import RunSpec, resolve
@@ -56,7 +56,11 @@ def tasks_of(
             if ck not in cache:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    cache[ck] = resolve(spec)
+                    try:
+                        cache[ck] = resolve(spec)
+                    except ConfigError as err:  # name where the bad setting is
+                        raise ConfigError(f"profile {prof.name!r}, group {group.name!r}: "
+                                          f"{err}") from None  # fmt: skip
             arch, hyper = cache[ck][0].arch, cache[ck][1]
             spec = replace(spec, arch=arch)
             key = run_key(spec, hyper)
@@ -90,7 +94,7 @@ def estimate_seconds(task: RunTask) -> float:
 
 def schedule_seconds(durations: list[float], workers: int) -> float:
     """Wall time of running ``durations`` on ``workers`` (longest first, greedy)."""
-    loads = [0.0] * max(1, workers)
+    loads = [0.0] * max(1, min(workers, len(durations)))  # more workers than runs: idle
     for d in sorted(durations, reverse=True):
         loads[loads.index(min(loads))] += d
     return max(loads)
@@ -151,6 +155,9 @@ def _init_worker(parent: int | None = None) -> None:
 
     if parent is not None:
         _die_with(parent)
+        # Ctrl-C reaches the whole process group: the sweep stops its workers itself (no
+        # traceback of each worker on the terminal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore", DeprecationWarning)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     import torch
@@ -211,9 +218,13 @@ def _local(
                 except BrokenProcessPool:
                     done(t.run_id, None, "worker process died (killed or out of memory)")
     except BaseException:  # interrupted or killed: take the workers down with the sweep
-        for proc in list((pool._processes or {}).values()):
+        procs = list((pool._processes or {}).values())
+        for proc in procs:
             proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
         pool.shutdown(wait=False, cancel_futures=True)
+        store.clean_partials()  # the work folders of the workers just stopped
         raise
     pool.shutdown()
 
@@ -332,8 +343,8 @@ def sweep(
     out = out or sys.stdout
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is invalid: choose one of {', '.join(EXECUTORS)}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers={workers!r} is invalid: a positive integer is required")
+    if workers is not None:
+        check_int(workers, "workers", maximum=MAX_WORKERS)
     if address and executor != "ray":
         raise ConfigError(f"address={address!r} needs --executor ray")
     if address and executor == "ray":
@@ -344,14 +355,22 @@ def sweep(
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
     store = RunStore(data_root(data) / "runs" / prof.name)
     store.clean_partials()
-    resumable = {t.run_id for t in tasks if has_checkpoint(store.checkpoint(t.run_id))}
     todo, corrupt = [], {}
     for t in tasks:
-        state, reason = store.status(t.run_id)
+        state, reason = store.status(t.run_id, expect_policy=t.keep_policy)
         if force or state != "done":
             todo.append(t)
         if state == "corrupt":
             corrupt[t.run_id] = reason
+    damaged = {}  # a checkpoint that cannot be resumed is named and dropped: the run restarts
+    for t in todo:
+        if problem := checkpoint_problem(store.checkpoint(t.run_id)):
+            damaged[t.run_id] = problem.split(": delete it")[0]
+    resumable = {t.run_id for t in todo if has_checkpoint(store.checkpoint(t.run_id))
+                 and t.run_id not in damaged}  # fmt: skip
+    ids = {t.run_id for t in tasks}
+    strays = {rid: reason for rid in store.run_ids() if rid not in ids
+              for state, reason in [store.status(rid)] if state == "corrupt"}  # fmt: skip
     # Checkpointed runs first, then seed by seed: a sweep stopped part-way leaves every
     # setting with about as many seeds (a usable, paired study) rather than some settings
     # complete and others missing.
@@ -367,6 +386,10 @@ def sweep(
     )
     for reason in corrupt.values():
         print(f"  {reason}; it will be recomputed", file=out)
+    for problem in damaged.values():
+        print(f"  {problem}; it is {'to be ' * dry_run}discarded and the run restarts", file=out)
+    for reason in strays.values():
+        print(f"  {reason}; it is no run of this selection: remove or restore it", file=out)
     resumed = 0 if force else sum(t.run_id in resumable for t in todo)
     if resumed:
         print(f"  {resumed} unfinished run(s) continue from their checkpoint", file=out)
@@ -389,8 +412,8 @@ def sweep(
     result = SweepResult(total=len(tasks), reused=len(tasks) - len(todo))
     if not todo:
         return result
-    if force:  # recompute from scratch: no checkpoint of an earlier attempt is reused
-        for t in todo:
+    for t in todo:  # recompute from scratch: no checkpoint of an earlier attempt is reused
+        if force or t.run_id in damaged:
             shutil.rmtree(store.checkpoint(t.run_id), ignore_errors=True)
     from tqdm import tqdm
 
@@ -406,7 +429,7 @@ def sweep(
         lock = RunLock(lock_path(store.root, t.run_id))
         if not lock.acquire():
             result.skipped[t.run_id] = f"another sweep trains it ({lock.owner()})"
-        elif not force and store.status(t.run_id)[0] == "done":
+        elif not force and store.status(t.run_id, t.keep_policy)[0] == "done":
             lock.release()
             result.reused += 1
         else:
@@ -420,8 +443,10 @@ def sweep(
             result.failed[rid] = error
         else:
             try:  # a run the store refuses is one failed run, never the end of the sweep
-                store.commit(rid, files, force=force or rid in corrupt)
-                result.ran.append(rid)
+                if store.commit(rid, files, force=force or rid in corrupt):
+                    result.ran.append(rid)
+                else:  # another sweep stored it first: its copy is kept, this one discarded
+                    result.reused += 1
             except (ConfigError, OSError) as err:
                 result.failed[rid] = f"finished but not stored: {err}"
         locks.pop(rid).release()  # after the commit: a run is never unlocked and unfinished

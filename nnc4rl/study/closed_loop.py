@@ -15,6 +15,7 @@ import numpy as np
 
 from nnc4rl.export.closed_loop import CALIBRATION_EPISODES, integer_vs_trained
 from nnc4rl.export.model import ArtifactError
+from nnc4rl.runs.schema import CorruptRunError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,8 +96,14 @@ def closed_loop_table(
     rows = []
     if not episodes.empty:
         episodes = episodes[episodes["point"] == "qat_end"]
+    keeps = _keeps_policy(profile)
     for rid, ep in episodes.groupby("run_id", sort=False) if not episodes.empty else []:
         if not (folder / rid / "policy.npz").is_file():
+            group = _group_of(folder / rid)
+            if keeps.get(group):  # a quantized run of a group that keeps policies: damaged
+                raise CorruptRunError(f"run folder {folder / rid} is corrupt: policy.npz is "
+                                      "missing (its group keeps policies); a sweep recomputes "
+                                      "it")  # fmt: skip
             continue
         ep = ep.sort_values("episode")
         head = ep.iloc[0]
@@ -107,6 +114,24 @@ def closed_loop_table(
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return table.sort_values(["env", "arch", "sparsity", "seed"], ignore_index=True)
+
+
+def _keeps_policy(profile: str) -> dict[str, bool]:
+    """``{group name: keep_policy}`` of the profile as its YAML is now (empty if it is gone)."""
+    from nnc4rl.core.config import ConfigError
+    from nnc4rl.runs.profiles import load_profile
+
+    try:
+        return {g.name: g.keep_policy for g in load_profile(profile).groups}
+    except ConfigError:
+        return {}
+
+
+def _group_of(folder: Path) -> str:
+    """The group ``run.json`` of a (validated) run folder names."""
+    import json
+
+    return json.loads((folder / "run.json").read_text())["group"]
 
 
 def write_closed_loop_table(

@@ -7,6 +7,7 @@ first are the shipped data's, and ``tests/test_readme.py`` fails when they drift
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -279,20 +280,41 @@ def _readme_text(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nnc4rl.report [PROFILE] [--readme FILE]``; bad input is one line, exit 2."""
-    from nnc4rl.runs.store import repo_root
+    """``python -m nnc4rl.report [PROFILE] [--readme FILE] [--data DIR]``; bad input is one
+    line, exit 2.
+
+    It acts on the checkout at or above the current folder (its ``README.md`` and ``data/``),
+    never on the one nnc4rl happens to be installed from; outside a checkout it needs
+    ``--readme``.
+    """
+    from nnc4rl.runs.store import data_root, find_checkout
 
     prog = "python -m nnc4rl.report"
     parser = Parser(prog=prog, description=__doc__)
     parser.add_argument("profile", nargs="?", default="mini")
-    parser.add_argument("--readme", default=str(repo_root() / "README.md"))
+    parser.add_argument("--readme", help="README to update (default: the checkout's)")
+    parser.add_argument("--data", help="data folder (default: the checkout's data/ or "
+                        "$NNC4RL_DATA)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
+        checkout = find_checkout()
+        if args.readme is None and checkout is None:
+            raise ConfigError(
+                f"no nnc4rl checkout at or above {str(Path.cwd())!r}: run it inside a checkout, "
+                "or give --readme FILE (and --data DIR)"
+            )
+        args.readme = args.readme or str(checkout / "README.md")
+        data = data_root(args.data or (None if os.environ.get("NNC4RL_DATA") or checkout is None
+                                       else checkout / "data"))  # fmt: skip
         load_profile(args.profile)  # bad input is refused before any table is computed
         _readme_text(Path(args.readme))
-        changed = update_readme(args.readme, results_section(args.profile))
+        changed = update_readme(args.readme, results_section(args.profile, data=data))
     except ConfigError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a read-only README or a full disk
+        print(f"{prog}: error: cannot write {args.readme!r}: {err.strerror or err}",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(f"{args.readme}: results section {'updated' if changed else 'unchanged'}")
     return 0

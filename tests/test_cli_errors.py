@@ -45,11 +45,13 @@ CASES = {
                           "--steps", "10", "--set", "batch_size=-64", "--out", "{tmp}/r"],
                          "hyperparameter batch_size=-64 is invalid: must be >= 1"),
     "train-unwritable-out": ([*PY, "nnc4rl.cli", "train", "--algo", "sac", "--env",
-                              "Pendulum-v1", "--steps", "10", "--out", "/sys/nnc4rl-test/r"],
+                              "Pendulum-v1", "--steps", "10", "--set", "learning_starts=5", "--out",
+                              "/sys/nnc4rl-test/r"],
                              "cannot write or read '/sys/nnc4rl-test'"),
     "train-damaged-checkpoint": ([*PY, "nnc4rl.cli", "train", "--algo", "sac", "--env",
-                                  "Pendulum-v1", "--steps", "10", "--out", "{tmp}/r",
-                                  "--resume"], "is not an nnc4rl checkpoint of this version"),
+                                  "Pendulum-v1", "--steps", "10", "--set", "learning_starts=5",
+                                  "--out", "{tmp}/r", "--resume"],
+                                 "is not an nnc4rl checkpoint of this version"),
     "sweep-workers": ([*PY, "nnc4rl.cli", "sweep", "--profile", "smoke", "--dry-run",
                        "--workers", "99999999999999"],
                       "'99999999999999' is not an integer in 1..10000"),
@@ -147,7 +149,7 @@ def _env() -> dict[str, str]:
 
 
 TRAIN = [*PY, "nnc4rl.cli", "train", "--algo", "sac", "--env", "Pendulum-v1", "--set",
-         "learning_starts=10", "--set", "batch_size=8"]  # fmt: skip
+         "learning_starts=5", "--set", "batch_size=8"]  # fmt: skip
 
 
 def _our_lines(stderr: str) -> str:

@@ -10,10 +10,13 @@ import sys
 def test_mujoco_warnings_are_shown_once_and_write_no_log(tmp_path):
     # HalfCheetah's XML uses the deprecated `settotalmass`: one MuJoCo warning per env creation
     code = (
-        "from nnc4rl.core.envs import make_envs\n"
+        "import gymnasium as gym\n"
+        "from nnc4rl.core.envs import is_atari, make_envs\n"
         "for seed in range(3):\n"
         "    train, evaluation = make_envs('HalfCheetah-v4', seed)\n"
         "    train.close(); evaluation.close()\n"
+        "assert not is_atari('HalfCheetah-v4')  # resolve's path: is_atari, then a probe env\n"
+        "gym.make('HalfCheetah-v4').close()\n"
     )
     out = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
                          cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip

@@ -31,6 +31,7 @@ def is_atari(env_id: str) -> bool:
     import gymnasium as gym
 
     gym.register_envs(ale_py)
+    _route_mujoco_warnings()  # callers make the env next (e.g. a probe of its spaces)
     try:
         spec = gym.spec(env_id)
     except gym.error.Error:

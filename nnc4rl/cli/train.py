@@ -120,8 +120,10 @@ def spec_from_args(args: argparse.Namespace, **extra) -> RunSpec:
 
 def _run_train(args: argparse.Namespace) -> int:
     from nnc4rl.runs.runner import train
+    from nnc4rl.runs.spec import check_gradient_steps, resolve
 
     spec = spec_from_args(args)
+    check_gradient_steps(*resolve(spec))  # the CLI's silent no-op: a run with no update
     summary = train(spec, args.out, progress=args.progress, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, tensorboard=args.tensorboard)  # fmt: skip
     _print_summary(summary)

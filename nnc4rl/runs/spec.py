@@ -174,14 +174,21 @@ def resolve(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, Any]]]:
     activation = (hyper["sb3"].get("policy_kwargs") or {}).get("activation_fn")
     if activation not in (None, "relu", "tanh"):
         raise ConfigError(f"activation_fn={activation!r} is invalid: choose one of relu, tanh")
-    spec = replace(spec, arch=arch)
+    return replace(spec, arch=arch), hyper
+
+
+def check_gradient_steps(spec: RunSpec, hyper: dict[str, dict[str, Any]]) -> None:
+    """Refuse a resolved run that would never take a gradient step (``learning_starts`` at or
+    past its last env step): it would finish in seconds with a normal-looking summary.
+
+    :raises ConfigError: one line saying what to change.
+    """
     starts, total = hyper["sb3"].get("learning_starts"), make_plan(spec, hyper).total_steps
-    if isinstance(starts, int) and starts >= total:  # a run that never takes a gradient step
+    if isinstance(starts, int) and starts >= total:
         raise ConfigError(
             f"learning_starts={starts} is not below the run's {total:,} env steps: no gradient "
             "step would run; lower it (--set learning_starts=N) or train longer (--steps)"
         )
-    return spec, hyper
 
 
 def _check_init_model(spec: RunSpec) -> None:

@@ -61,7 +61,7 @@ def exported(request, tmp_path_factory):
     model.learn(plan.total_steps, callback=CompressionCallback(plan))
     model.save(root / "model.zip")
     loaded = load_sb3_model(root / "model.zip")  # the class is read from the file
-    art = artifact_from_path(root / "model.zip")
+    art = artifact_from_path(root / "model.zip", trust_pickle=True)  # written just above
     save_artifact(art, root / "policy.npz")
     save_onnx(art, root / "policy.onnx")
     c_path, _ = save_c(art, root / "c" / "policy.c")

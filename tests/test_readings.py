@@ -142,7 +142,7 @@ def test_figure_labels_take_each_figures_main_group():
     from nnc4rl.runs.profiles import load_profile
 
     labels = readings.figure_labels(load_profile("smoke"))
-    assert set(labels) == {"fig4", "fig5", "fig6"}
+    assert set(labels) == {"fig4", "fig5", "fig6", "pilot"}
     assert all(readings.is_pipeline_check(v) for v in labels.values())
 
 

@@ -196,7 +196,8 @@ def test_bad_input_one_line_exit_2_no_folder(change, named, tmp_path, capsys):
 def test_existing_out_folder_is_refused(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("x")
-    code = main(["train", "--algo", "sac", "--env", "Hopper-v4", "--steps", "100",
+    code = main(["train", "--algo", "sac", "--env", "Hopper-v4", "--steps", "100", "--set",
+                 "learning_starts=10",
                  "--out", str(tmp_path / "run")])  # fmt: skip
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]

@@ -124,7 +124,9 @@ def load_trained_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, pla
 
 
 def _callbacks(run: _Run):
-    """SB3 callbacks of a run: the periodic evaluation and the checkpoint writer."""
+    """SB3 callbacks of a run: the periodic evaluation, the checkpoint writer and the updates'
+    denormal flushing."""
+    import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
     class PeriodicEval(BaseCallback):
@@ -147,7 +149,28 @@ def _callbacks(run: _Run):
         def _on_step(self) -> bool:
             return True
 
-    return [PeriodicEval(), Checkpointer()]
+    class DenormalsFlushedInUpdates(BaseCallback):
+        """Gradient updates with denormal floats flushed to zero; rollouts and evaluations
+        without. Adam drives some weights and activations of a long SAC run into the denormal
+        range (thousands of the Hopper actor's weights by 3e4 steps), where every multiply takes
+        the CPU's slow path: the update ran 14x slower (85 ms against 6 ms for an actor + critic
+        forward pass on a batch of 256), and the run at ~15 env steps/s. Flushing changes an
+        update only where a denormal occurs, so short runs are unchanged; evaluations never
+        flush, so a saved network replays its reported returns in any process."""
+
+        def _on_rollout_end(self) -> None:  # the update follows
+            torch.set_flush_denormal(True)
+
+        def _on_rollout_start(self) -> None:
+            torch.set_flush_denormal(False)
+
+        def _on_training_end(self) -> None:
+            torch.set_flush_denormal(False)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return [PeriodicEval(), Checkpointer(), DenormalsFlushedInUpdates()]
 
 
 class _Run:

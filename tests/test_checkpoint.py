@@ -52,6 +52,20 @@ CASES = {
     "td3": (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "300", "--sparsity", "0.9",
              "--set", "learning_starts=60", "--set", "eval_freq=100", "--set", "eval_episodes=2",
              "--set", "n_events=12", "--set", "policy_kwargs.net_arch=[64, 64]"], 50, (175, 335)),
+    # DDPG: TD3's deployed path without target smoothing; the same schedule
+    "ddpg": (["--algo", "ddpg", "--env", "Pendulum-v1", "--steps", "300", "--sparsity", "0.9",
+              "--set", "learning_starts=60", "--set", "eval_freq=100", "--set", "eval_episodes=2",
+              "--set", "n_events=12", "--set", "policy_kwargs.net_arch=[64, 64]"], 50,
+             (175, 335)),
+    # A2C: rollouts of 5 steps (its RL Zoo n_steps), so the clock lands on every multiple of 5
+    "a2c": (["--algo", "a2c", "--env", "Pendulum-v1", "--steps", "300", "--sparsity", "0.9",
+             "--set", "eval_freq=100", "--set", "eval_episodes=2", "--set", "n_events=12"],
+            25, (175, 335)),
+    # sb3-contrib's TQC (the `contrib` extra): SAC's deployed path, quantile critics
+    "tqc": (["--algo", "tqc", "--env", "Pendulum-v1", "--steps", "300", "--sparsity", "0.9",
+             "--set", "learning_starts=60", "--set", "eval_freq=100", "--set", "eval_episodes=2",
+             "--set", "n_events=12", "--set", "policy_kwargs.net_arch=[64, 64]",
+             "--set", "policy_kwargs.n_quantiles=5"], 50, (175, 335)),
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from nnc4rl.study.pilot import (
     candidate_step,
     first_plateau,
     late_gain,
+    later_gain,
     mean_curve,
     pilot_reading,
     plateau_table,
@@ -39,6 +40,31 @@ def test_the_first_plateau_is_where_the_late_gain_drops_below_the_tolerance():
     gains = dict(zip(table["T"], table["late_gain"], strict=True))
     assert gains[150_000] > 0.05 and gains[200_000] == pytest.approx(0.0)
     assert first_plateau(table) == 200_000
+
+
+def _pausing(t, s):
+    """Rises to 40 at 40k, pauses until 100k, rises again to 190 at 250k, flat afterwards."""
+    if t <= 40_000:
+        return t / 1000
+    if t <= 100_000:
+        return 40.0
+    return 40 + (min(t, 250_000) - 100_000) / 1000
+
+
+def test_a_pause_is_no_plateau_when_the_curve_rises_again_within_the_pilot():
+    table = plateau_table(_curves(_pausing)).set_index("T")
+    # T = 50k: m(50k) = m(40k) = 40 (windows of 5k hold one evaluation each): no late gain, but
+    # the curve later reaches 190 (the smoothed maximum after 50k): (190 - 40) / 40
+    assert table.loc[50_000, "late_gain"] == pytest.approx(0.0)
+    assert table.loc[50_000, "later_gain"] == pytest.approx(3.75)
+    assert not table.loc[50_000, "stopped"] and not table.loc[100_000, "stopped"]
+    # T = 300k: m = mean(190, 190, 190) over (270k, 300k], m(240k) = mean(160, 170, 180) = 170
+    assert table.loc[300_000, "late_gain"] == pytest.approx(20 / 190)
+    # T = 350k: flat over (245k, 350k] and after it: the first plateau
+    assert first_plateau(table.reset_index()) == 350_000
+    # the pilot's last evaluation has nothing later to confirm a plateau
+    assert np.isnan(later_gain(mean_curve(_curves(_pausing)), 400_000))
+    assert not table.loc[400_000, "stopped"]
 
 
 def test_a_curve_that_keeps_rising_has_no_plateau():

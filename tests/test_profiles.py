@@ -38,8 +38,9 @@ def test_paper_is_the_papers_protocol():
 
 def test_smoke_touches_every_code_path():
     groups = load_profile("smoke").groups
-    assert {g.figure for g in groups} == {"fig4", "fig5", "fig6", "pilot"}
+    assert {g.figure for g in groups} == {"fig4", "fig5", "fig6", "ppo", "pilot"}
     assert {a for g in groups for a in g.archs} == {"mlp", "cnn", "impala-authors"}
+    assert {g.algo for g in groups} == {"sac", "dqn", "ppo"}
     figures = [g for g in groups if g.figure != "pilot"]
     assert all(g.quantize and len([s for s in g.sparsities if s > 0]) >= 2 for g in figures)
     assert all(g.label for g in groups)
@@ -52,8 +53,9 @@ def test_mini_is_the_cpu_study():
     8-bit QAT, and the controls (equal length, 4-bit QAT) at 0.9 and 0.98 with the same seeds; the
     equal-length control also at sparsity 0 (dense fp32 trained 1.2 T, the reference of every
     1.2 T point). A dense Hopper pilot (2 seeds, 4e5 steps, evaluated every 1e4) chooses the
-    Hopper study's T."""
-    main, equal, qat4 = load_profile("mini").select("fig4")
+    Hopper study's T; that study has 10 seeds at 0.98 and 0.99 (the paper's 200x and 400x) and
+    its own equal-length reference. PPO (beyond the paper) has a figure of its own."""
+    main, equal, qat4, hopper, hopper_long = load_profile("mini").select("fig4")
     assert (main.envs, main.T, main.seeds) == (("HalfCheetah-v4",), 100_000, 5)
     assert main.sparsities == (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
     assert main.quantize and main.bits == 8 and not main.label
@@ -62,6 +64,17 @@ def test_mini_is_the_cpu_study():
     for control in (equal, qat4):
         assert (control.envs, control.T, control.seeds) == (main.envs, main.T, main.seeds)
         assert control.overrides == main.overrides  # same evaluation: paired with the main runs
+    # Hopper-v4 with 10 seeds: dense, 0.98 and 0.99 with 8-bit QAT, and dense fp32 to 1.2 T
+    assert (hopper.envs, hopper.seeds, hopper.sparsities) == (("Hopper-v4",), 10, (0.0, 0.98, 0.99))
+    assert hopper.quantize and hopper.bits == 8 and hopper.keep_policy
+    assert hopper_long.extra_finetune and hopper_long.sparsities == (0.0,)
+    assert not hopper_long.quantize
+    assert (hopper_long.envs, hopper_long.T, hopper_long.seeds, hopper_long.overrides) == (
+        hopper.envs,
+        hopper.T,
+        hopper.seeds,
+        hopper.overrides,
+    )
     (pilot,) = load_profile("mini").select("pilot")
     assert (pilot.envs, pilot.T, pilot.seeds, pilot.sparsities) == (
         ("Hopper-v4",),
@@ -72,6 +85,12 @@ def test_mini_is_the_cpu_study():
     assert (
         not pilot.quantize and not pilot.extra_finetune and pilot.overrides["eval_freq"] == 10_000
     )
+    # beyond the paper: PPO, dense / 0.9 / 0.98 with 8-bit QAT and its equal-length reference
+    ppo, ppo_long = load_profile("mini").select("ppo")
+    assert (ppo.algo, ppo.envs, ppo.T, ppo.seeds) == ("ppo", ("Hopper-v4",), 200_000, 5)
+    assert ppo.sparsities == (0.0, 0.9, 0.98) and ppo.quantize and ppo.bits == 8
+    assert ppo_long.extra_finetune and ppo_long.sparsities == (0.0,) and not ppo_long.quantize
+    assert (ppo_long.T, ppo_long.seeds, ppo_long.overrides) == (ppo.T, ppo.seeds, ppo.overrides)
 
 
 # -- validation: every typo is one ConfigError line naming the value and what is allowed -------

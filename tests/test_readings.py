@@ -142,8 +142,26 @@ def test_figure_labels_take_each_figures_main_group():
     from nnc4rl.runs.profiles import load_profile
 
     labels = readings.figure_labels(load_profile("smoke"))
-    assert set(labels) == {"fig4", "fig5", "fig6", "pilot"}
+    assert set(labels) == {"fig4", "fig5", "fig6", "ppo", "pilot"}
     assert all(readings.is_pipeline_check(v) for v in labels.values())
+
+
+def test_the_ppo_claim_reads_the_ppo_figure_and_stays_out_of_the_papers_pooled_claims():
+    sac = synthetic_runs(sparsities=(0.0, 0.9, 0.98), seeds=5, noise=3.0, controls_at=(0.9, 0.98))
+    ppo = synthetic_runs(env="Hopper-v4", figure="ppo", group="ppo-mujoco", algo="ppo",
+                         sparsities=(0.0, 0.9, 0.98), seeds=5, noise=3.0, qat_gain=0.3,
+                         extra_gain=0.3, controls_at=(0.9, 0.98), rng_seed=1)  # fmt: skip
+    table = claims.claims_table(pd.concat([sac, ppo], ignore_index=True), {"fig4": "", "ppo": ""})
+    row = _verdict(table, "beyond the paper: does 98 % + int8 hold for PPO")
+    assert row["setting"] == "PPO: Hopper-v4" and row["verdict"] == HOLDS
+    assert row["ours"].startswith("Hopper-v4: ") and "5 seeds" in row["ours"]
+    # PPO's +30 % QAT gain would make "beats pruning at T" hold if it were pooled in
+    assert _verdict(table, "... the paper's comparison: against pruning at T")["verdict"] != HOLDS
+    lossy = synthetic_runs(env="Hopper-v4", figure="ppo", group="ppo-mujoco", algo="ppo",
+                           sparsities=(0.0, 0.9, 0.98), seeds=5, noise=3.0,
+                           loss=lambda s: 0.3 * (s >= 0.98))  # fmt: skip
+    row = _verdict(claims.claims_table(lossy, {"ppo": ""}), "beyond the paper")
+    assert row["verdict"] == FAILS and "a loss at 0.98" in row["why"]
 
 
 @pytest.mark.parametrize("gain, verdict", [(0.05, HOLDS), (0.0, FAILS)])

@@ -34,7 +34,8 @@ from nnc4rl.core.config import (
 
 # The YAML files live in the data package nnc4rl/profiles/ (beside nnc4rl/hyperparams/).
 PROFILES_PACKAGE = "nnc4rl.profiles"
-FIGURES = ("fig4", "fig5", "fig6", "pilot")  # pilot: dense runs that choose a study's T
+FIGURES = ("fig4", "fig5", "fig6", "ppo", "pilot")
+# ppo: PPO on MuJoCo, beyond the paper; pilot: dense runs that choose a study's T
 NOT_PROFILES = {"machine"}
 # Mirrors nnc4rl.runs.spec / nnc4rl.compress.pruning (which import torch); tests check they agree.
 ALGOS = NAMES  # the registry's (nnc4rl.compress.algos imports no torch)

@@ -42,10 +42,12 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_allclose(fp32.outputs, load_policy(art).outputs(obs), atol=1e-6)
 
 
-def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
-    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM; the sparse
-    and the dense conv kernels are bit-exact."""
+def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path, monkeypatch):
+    """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM; each conv
+    kernel (unrolled sparse, the weight-stream sparse one, dense) and the unrolled CSR of the
+    3136 -> 512 layer are bit-exact."""
     from nnc4rl.core.envs import make_envs
+    from nnc4rl.export import c_kernels
     from nnc4rl.export.verify import record_observations
 
     _, model = atari_dqn(0.98, "cnn")
@@ -60,9 +62,19 @@ def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_array_equal(m4.actions[:, 0], ref.predict(obs[:3])[0])
     size = m4.policy_size
     assert size["flash"] <= 256 * 1024 and size["ram"] <= 64 * 1024, size
-    # the sparse conv kernel on the M4 (the host build compiles the row loop instead), and the
-    # dense conv kernel of the same net (every weight), both exact
-    assert (tmp_path / "policy.c").read_text().count("kernel sparse conv") == 3
+    # the unrolled sparse conv kernel on the M4 (the host build compiles the row loop instead),
+    # and the dense conv kernel of the same net (every weight), both exact
+    source = (tmp_path / "policy.c").read_text()
+    assert source.count("kernel unrolled sparse conv") == 3
+    assert source.count("v += 4;") == 1  # the 3136 -> 512 layer's CSR, 4 non-zeros a loop
+    # the weight-stream sparse conv, which runs a layer whose unrolled code would be too big
+    monkeypatch.setattr(c_kernels, "UNROLL_MAX_BYTES", 0)
+    stream = run_on_m4(int_art, obs[:1], tmp_path / "stream", integer=True, repeats=1)
+    np.testing.assert_array_equal(stream.accumulators, ref.accumulators(obs[:1]))
+    text = (tmp_path / "stream" / "policy.c").read_text()
+    assert text.count("kernel sparse conv") == 3 and "unrolled" not in text
+    assert m4.instructions < stream.instructions
+    monkeypatch.undo()
     dense = run_on_m4(int_art, obs[:1], tmp_path / "dense", integer=True, repeats=1,
                       encoding="dense")  # fmt: skip
     np.testing.assert_array_equal(dense.accumulators, ref.accumulators(obs[:1]))
@@ -90,7 +102,11 @@ def test_fc_kernels_and_dead_unit_removal_are_bit_exact_on_m4(tmp_path):
         source = (tmp_path / name / "policy.c").read_text()
         if enc is not None:  # every layer runs the forced kernel
             assert source.count(f"kernel {'dense' if enc == 'dense' else 'csr'} (forced)") == 3
-    assert "__smlad" in (tmp_path / "dense" / "policy.c").read_text()
+    dense_src = (tmp_path / "dense" / "policy.c").read_text()
+    assert "__smlad" in dense_src
+    # the 256 x 256 layer runs the 4-row DSP kernel, the 3 x 256 output layer the one-row one
+    assert dense_src.count("xl = __sxtb16((int32_t)xv);") == 1
+    assert dense_src.count("acc = __smlad(__sxtb16((int32_t)w0)") == 2
     assert runs["csr"].instructions < runs["dense"].instructions
     assert runs["small"].instructions < runs["csr"].instructions
 

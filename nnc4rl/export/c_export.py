@@ -41,6 +41,8 @@ from nnc4rl.export.c_kernels import (
     conv_kernel,
     linear_kernel,
     requant_function,
+    unrolled_block,
+    unrolled_conv_kernel,
 )
 from nnc4rl.export.codec import encode_layer, layer_values, pack_codes
 from nnc4rl.export.header import safe_text
@@ -277,18 +279,22 @@ class _Gen:
         layer, lp = self.art.layers[i], self.plan.ops[op_i]
         out = op_i == self.art.output_op
         self._int_consts(i, op_i, bias=False)
-        data, fn = conv_kernel(
-            i, layer, in_t, "int32_t" if out else "int8_t", lp.bias, tuple(s_in), tuple(s_out),
-            tuple(op["stride"]), hwc,
-            lambda y, acc: f"{y} = {acc};" if out else f"{y} = rq{i}({acc}, o);",
-            dense=self.encoding == "dense",
-        )  # fmt: skip
+        args = (i, layer, in_t, "int32_t" if out else "int8_t", lp.bias, tuple(s_in),
+                tuple(s_out), tuple(op["stride"]), hwc,
+                lambda y, acc: f"{y} = {acc};" if out else f"{y} = rq{i}({acc}, o);")  # fmt: skip
+        p = 0 if self.encoding == "dense" else unrolled_block(s_out[2], layer.nnz)
+        if p:
+            data, fn = unrolled_conv_kernel(*args, p)
+            kind = f"unrolled sparse conv, {p} output positions a call"
+        else:
+            data, fn = conv_kernel(*args, dense=self.encoding == "dense")
+            kind = f"{'dense' if self.encoding == 'dense' else 'sparse'} conv, 8 output positions a block"
         self.data.append(data)
-        (sh, sw), kind = op["stride"], "dense" if self.encoding == "dense" else "sparse"
+        sh, sw = op["stride"]
         self.funcs.append(
             f"/* layer {i}: {_comment(layer.name)} conv {list(layer.codes.shape)} stride "
             f"{[sh, sw]}, nnz {layer.nnz}; input {'HWC' if hwc else 'CHW'} {list(s_in)}; "
-            f"kernel {kind} conv, 4 output positions a block */\n{fn}"
+            f"kernel {kind} */\n{fn}"
         )
         return f"layer{i}"
 

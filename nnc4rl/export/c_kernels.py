@@ -20,12 +20,18 @@ bit (tests/test_mcu.py checks each kernel kind on the M4).
     non-zeros plus a few instructions per output.
   - ``dense``: every weight; int8 activations use the DSP extension where the compiler has it
     (``__ARM_FEATURE_DSP``: ``__sxtb16`` unpacks two int8 pairs of a word, ``__smlad`` does two
-    16x16 MACs into the int32 accumulator, CMSIS-NN style) and the portable loop elsewhere.
+    16x16 MACs into the int32 accumulator, CMSIS-NN style; 4 rows at a time share each
+    activation word's load and unpacking) and the portable loop elsewhere.
     ``__smlad`` wraps modulo 2^32 like the int32 sum, and every partial sum fits int32
     (:func:`nnc4rl.export.integer._layer_plan` bounds ``|bias| + sum |w| max|x|``), so both
     builds give the same accumulator.
-* Conv (:func:`conv_kernel`): each output channel over its non-zero weights (every weight for
-  the dense code of the same net), blocks of output positions sharing each weight's load.
+  ``csr`` runs 4 non-zeros a loop (each row padded to a multiple of 4 with zero weights) where
+  a layer has :data:`CSR_UNROLL_MIN` rows or more and they average as many non-zeros.
+* Conv on a Cortex-M: :func:`unrolled_conv_kernel`, straight-line code per output channel (the
+  weights constants, the input offsets immediates, a block of output positions in registers),
+  where its code fits :data:`UNROLL_MAX_BYTES`; else :func:`conv_kernel`, each output channel
+  over its non-zero weights read as a stream (every weight for the dense code of the same net),
+  blocks of output positions sharing each weight's load.
 * Biases are int16 where they fit (:func:`bias_array`), int32 otherwise. Layer functions are kept
   out of line (``NOINLINE``): inlined into one function, gcc folds the activation buffers'
   addresses into immediate offsets and runs out of registers.
@@ -40,12 +46,21 @@ import numpy as np
 from nnc4rl.export.model import ArtifactError, Layer
 
 # Modelled Cortex-M4 instructions (gcc -Os, measured under QEMU with benchmarks/bench_mcu.py on
-# the 98 % Hopper-sized actor): per non-zero and per output row of ``csr``, per weight and per
-# output row of ``dense`` (int8 activations with the DSP extension; int16 inputs run the
-# portable loop).
+# the 98 % Hopper-sized actor): per non-zero and per output row of ``csr`` (the one-a-loop
+# form; the 4-a-loop one runs about 5 a non-zero), per weight and per output row of ``dense``
+# (int8 activations with the DSP extension: 1.7 in the 4-row kernel, 27 instructions for 16
+# MACs, 2.4 in the one-row kernel of the rows left over; int16 inputs run the portable loop).
 CSR_PER_NNZ, CSR_PER_ROW = 6.0, 12.0
-DENSE_PER_MAC, DENSE_PER_MAC_16, DENSE_PER_ROW = 2.4, 4.0, 14.0
+DENSE_PER_MAC, DENSE_PER_MAC_1, DENSE_PER_MAC_16, DENSE_PER_ROW = 1.7, 2.4, 4.0, 14.0
 KERNELS = ("csr", "dense")
+CSR_UNROLL_MIN = 16  # rows, and mean non-zeros a row, from which csr runs 4 non-zeros a loop
+DENSE_ROWS = 4  # rows of the DSP dense kernel sharing each activation word
+# The unrolled sparse conv (:func:`unrolled_conv_kernel`): flash bytes of code per non-zero and
+# output position of a block (measured: gcc -Os, ldrb.w / ldrsb.w + mla, 4 bytes each, and the
+# weight's constant), the most positions a block (their accumulators, the loaded values and
+# two pointers fill the M4's registers) and the code a layer may take before the compact
+# weight-stream kernel (:func:`conv_kernel`) runs it instead.
+UNROLL_BYTES_PER_MAC, UNROLL_MAX_P, UNROLL_MAX_BYTES = 9, 9, 96 * 1024
 
 DSP_GUARD = "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)"
 DSP_INCLUDE = (
@@ -127,8 +142,11 @@ def modelled_instructions(kind: str, rows: int, cols: int, nnz: int, in_bits: in
     """Modelled Cortex-M4 instructions of one layer's kernel (constants above)."""
     if kind == "csr":
         return CSR_PER_NNZ * nnz + CSR_PER_ROW * rows
-    per_mac = DENSE_PER_MAC if in_bits == 8 else DENSE_PER_MAC_16
-    return per_mac * rows * cols + DENSE_PER_ROW * rows
+    if in_bits != 8:
+        return DENSE_PER_MAC_16 * rows * cols + DENSE_PER_ROW * rows
+    multi = rows - rows % DENSE_ROWS if cols >= 8 else 0  # rows of the 4-row kernel
+    macs = DENSE_PER_MAC * multi * cols + DENSE_PER_MAC_1 * (rows - multi) * cols
+    return macs + DENSE_PER_ROW * rows
 
 
 def kernel_bytes(kind: str, rows: int, cols: int, nnz: int) -> int:
@@ -170,24 +188,50 @@ def linear_kernel(
         nz = m != 0
         counts = nz.sum(axis=1)
         idx_t = "uint8_t" if cols <= 256 else "uint16_t"
+        unroll = rows >= CSR_UNROLL_MIN and counts.mean() >= CSR_UNROLL_MIN
+        if unroll:  # each row padded to a multiple of 4 non-zeros (value 0, column 0)
+            pad = -counts % 4
+            vals, idx = [], []
+            for r in range(rows):
+                c = np.nonzero(nz[r])[0]
+                vals += [m[r, c], np.zeros(pad[r], np.int8)]
+                idx += [c, np.zeros(pad[r], np.int64)]
+            vals, idx = np.concatenate(vals), np.concatenate(idx)
+            counts = (counts + pad) // 4
+        else:
+            vals, idx = m[nz], np.nonzero(nz)[1]
         cnt_t = "uint8_t" if counts.max(initial=0) <= 255 else "uint16_t"
-        data += _array("int8_t", f"L{i}_v", m[nz])
-        data += _array(idx_t, f"L{i}_ci", np.nonzero(nz)[1])
+        data += _array("int8_t", f"L{i}_v", vals)
+        data += _array(idx_t, f"L{i}_ci", idx)
         data += _array(cnt_t, f"L{i}_n", counts)
+        if unroll:
+            mac = (
+                "        if (n != 0) do {\n"
+                "            acc += (int32_t)v[0] * x[ci[0]];\n"
+                "            acc += (int32_t)v[1] * x[ci[1]];\n"
+                "            acc += (int32_t)v[2] * x[ci[2]];\n"
+                "            acc += (int32_t)v[3] * x[ci[3]];\n"
+                "            v += 4;\n            ci += 4;\n"
+                "        } while (--n != 0);\n"
+            )
+        else:
+            mac = "        if (n != 0) do acc += (int32_t)*v++ * x[*ci++]; while (--n != 0);\n"
         body = (
             f"    const int8_t *v = L{i}_v;\n    const {idx_t} *ci = L{i}_ci;\n"
             f"    const {cnt_t} *cnt = L{i}_n;\n    int r;\n"
             f"    for (r = 0; r < {rows}; ++r) {{\n"
             f"        int32_t acc = L{i}_b[r];\n        uint32_t n = *cnt++;\n"
-            "        if (n != 0) do acc += (int32_t)*v++ * x[*ci++]; while (--n != 0);\n"
-            f"{store('y[r]')}    }}\n}}\n"
+            f"{mac}{store('y[r]')}    }}\n}}\n"
         )
         return data, head + body
     data += _array("int8_t", f"L{i}_v", m.reshape(-1))
     portable = f"        for (c = 0; c < {cols}; ++c) acc += (int32_t)w[c] * x[c];\n"
+    rows_loop = (
+        f"    for (; r < {rows}; ++r, w += {cols}) {{\n"
+        f"        int32_t acc = L{i}_b[r];\n{{inner}}{store('y[r]')}    }}\n"
+    )
     if in_t == "int8_t" and cols >= 8:
-        inner = (
-            f"#if {DSP_GUARD}\n"
+        one = (
             f"        for (c = 0; c + 8 <= {cols}; c += 8) {{\n"
             "            uint32_t w0, w1, x0, x1;\n"
             "            memcpy(&w0, w + c, 4);\n            memcpy(&x0, x + c, 4);\n"
@@ -198,16 +242,49 @@ def linear_kernel(
             "            acc = __smlad(sxtb16_ror8(w1), sxtb16_ror8(x1), acc);\n"
             "        }\n"
             f"        for (; c < {cols}; ++c) acc += (int32_t)w[c] * x[c];\n"
-            f"#else\n{portable}#endif\n"
+        )
+        # DENSE_ROWS rows at a time: each activation word loaded and unpacked once for all of
+        # them (CMSIS-NN style), two SMLADs a row and word
+        nr = DENSE_ROWS
+        macs = "".join(
+            f"            memcpy(&wv, w + {j * cols} + c, 4);\n"
+            f"            a{j} = __smlad(__sxtb16((int32_t)wv), xl, a{j});\n"
+            f"            a{j} = __smlad(sxtb16_ror8(wv), xh, a{j});\n"
+            for j in range(nr)
+        )
+        tail = " ".join(f"a{j} += (int32_t)w[{j * cols} + c] * x[c];" for j in range(nr))
+        stores = "".join(
+            f"        {{\n        const int32_t acc = a{j};\n{store('y[r]')}        }}\n"
+            f"        ++r;\n"
+            for j in range(nr)
+        )
+        multi = (
+            f"    for (r = 0; r + {nr} <= {rows}; w += {nr * cols}) {{\n"
+            f"        int32_t {', '.join(f'a{j} = L{i}_b[r + {j}]' for j in range(nr))};\n"
+            f"        for (c = 0; c + 4 <= {cols}; c += 4) {{\n"
+            "            uint32_t xv, wv;\n            int32_t xl, xh;\n"
+            "            memcpy(&xv, x + c, 4);\n"
+            "            xl = __sxtb16((int32_t)xv);\n            xh = sxtb16_ror8(xv);\n"
+            f"{macs}        }}\n"
+            f"        for (; c < {cols}; ++c) {{ {tail} }}\n{stores}    }}\n"
+        )
+        loops = (
+            f"#if {DSP_GUARD}\n{multi if rows >= nr else ''}{rows_loop.replace('{inner}', one)}"
+            f"#else\n{rows_loop.replace('{inner}', portable)}#endif\n"
         )
     else:
-        inner = portable
-    body = (
-        f"    const int8_t *w = L{i}_v;\n    int r, c;\n"
-        f"    for (r = 0; r < {rows}; ++r, w += {cols}) {{\n"
-        f"        int32_t acc = L{i}_b[r];\n{inner}{store('y[r]')}    }}\n}}\n"
-    )
+        loops = rows_loop.replace("{inner}", portable)
+    body = f"    const int8_t *w = L{i}_v;\n    int r = 0, c;\n{loops}}}\n"
     return data, head + body
+
+
+def _conv_offsets(layer: Layer, s_in: tuple[int, int, int], hwc: bool) -> np.ndarray:
+    """The input offset of each weight column of an unpadded conv (``s_in`` = ``(C, H, W)``):
+    ``(ic H + ky) W + kx``, or ``(ky W + kx) C + ic`` for an HWC input."""
+    c_in, h, w = s_in
+    kh, kw = layer.codes.shape[2:]
+    ic, ky, kx = np.unravel_index(np.arange(layer.cols), (c_in, kh, kw))
+    return ((ky * w + kx) * c_in + ic if hwc else (ic * h + ky) * w + kx).astype(np.int64)
 
 
 def _tail_blocks(width: int) -> list[int]:
@@ -246,8 +323,7 @@ def conv_kernel(
     kh, kw = layer.codes.shape[2:]
     sh, sw = stride
     m = layer.matrix.astype(np.int8)
-    ic, ky, kx = np.unravel_index(np.arange(layer.cols), (c_in, kh, kw))
-    col_off = (ky * w + kx) * c_in + ic if hwc else (ic * h + ky) * w + kx
+    col_off = _conv_offsets(layer, s_in, hwc)
     step = sw * c_in if hwc else sw  # the input distance of two adjacent output positions
     row_step = sh * w * (c_in if hwc else 1)
     nz = np.ones_like(m, bool) if dense else m != 0
@@ -329,3 +405,81 @@ def conv_kernel(
     )
     funcs_text = "".join(funcs.values())
     return data, funcs_text + body
+
+
+def unrolled_block(ow: int, nnz: int) -> int:
+    """The output positions of one call of an unrolled conv channel (:func:`unrolled_conv_kernel`),
+    0 when its code would pass :data:`UNROLL_MAX_BYTES`: the whole row up to
+    :data:`UNROLL_MAX_P`, else the largest divisor of the row from 4 up, else
+    :data:`UNROLL_MAX_P` (the last block then overlaps the one before)."""
+    if ow <= UNROLL_MAX_P:
+        p = ow
+    else:
+        p = max([d for d in range(4, UNROLL_MAX_P + 1) if ow % d == 0], default=UNROLL_MAX_P)
+    return p if UNROLL_BYTES_PER_MAC * nnz * p <= UNROLL_MAX_BYTES else 0
+
+
+def unrolled_conv_kernel(
+    i: int, layer: Layer, in_t: str, out_t: str, bias: np.ndarray, s_in: tuple[int, int, int],
+    s_out: tuple[int, int, int], stride: tuple[int, int], hwc: bool,
+    store: Callable[[str, str], str], p: int,
+) -> tuple[str, str]:  # fmt: skip
+    """``(data, functions)`` of an unpadded sparse conv ``static void layer{i}(const in_t *x,
+    out_t *y)`` (CHW output) as straight-line code: one function per output channel, its
+    non-zero weights constants and their input offsets immediates, computes ``p`` adjacent
+    output positions of a row (the accumulators in registers: one load and one multiply-add a
+    MAC, no weight stream to decode); the layer function calls it block by block and
+    requantizes. Offsets past the 4095 of an immediate move the base pointer.
+
+    :param p: positions a call (:func:`unrolled_block`); the other parameters as
+        :func:`conv_kernel`'s.
+    """
+    c_in, h, w = s_in
+    o_n, oh, ow = s_out
+    sh, sw = stride
+    m = layer.matrix.astype(np.int8)
+    col_off = _conv_offsets(layer, s_in, hwc)
+    step = sw * c_in if hwc else sw
+    row_step = sh * w * (c_in if hwc else 1)
+    data = bias_array(f"L{i}_b", bias)
+    starts = list(range(0, ow - p + 1, p))
+    if starts[-1] + p < ow:
+        starts.append(ow - p)  # an overlapping last block: its first outputs are written twice
+    data += _array("uint8_t", f"L{i}_st", starts)
+    funcs = []
+    for o in range(o_n):
+        cols = np.nonzero(m[o])[0]
+        offs = col_off[cols]
+        lines, base = [], 0
+        for k in np.argsort(offs, kind="stable"):
+            off, wk = int(offs[k]), int(m[o, cols[k]])
+            if off - base + (p - 1) * step > 4095:
+                base = off
+                lines.append(f"    q = x + {base};\n")
+            loads = ", ".join(f"t{j} = q[{off - base + j * step}]" for j in range(p))
+            macs = " ".join(f"a{j} += {wk} * t{j};" for j in range(p))
+            lines.append(f"    {{ const int32_t {loads};\n      {macs} }}\n")
+        funcs.append(
+            f"static NOINLINE void L{i}_c{o}(const {in_t} *x, int32_t b, int32_t *r)\n{{\n"
+            f"    const {in_t} *q = x;\n    int32_t {', '.join(f'a{j} = b' for j in range(p))};\n"
+            + "".join(lines)
+            + f"    {' '.join(f'r[{j}] = a{j};' for j in range(p))}\n    (void)q;\n}}\n"
+        )
+    fn_t = "void (*const"
+    table = (f"static {fn_t} L{i}_c[{o_n}])(const {in_t} *, int32_t, int32_t *) = {{\n    "
+             + ",\n    ".join(", ".join(f"L{i}_c{o}" for o in range(a, min(o_n, a + 8)))
+                              for a in range(0, o_n, 8)) + "\n};\n")  # fmt: skip
+    stores = "".join(f"                {store(f'yr[{j}]', f'acc[{j}]')}\n" for j in range(p))
+    body = (
+        f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+        f"    int o, oy, k;\n    int32_t acc[{p}];\n"
+        f"    for (o = 0; o < {o_n}; ++o) {{\n"
+        f"        const int32_t b = L{i}_b[o];\n"
+        f"        {fn_t} f)(const {in_t} *, int32_t, int32_t *) = L{i}_c[o];\n"
+        f"        for (oy = 0; oy < {oh}; ++oy)\n"
+        f"            for (k = 0; k < {len(starts)}; ++k) {{\n"
+        f"                {out_t} *yr = y + (o * {oh} + oy) * {ow} + L{i}_st[k];\n"
+        f"                f(x + oy * {row_step} + L{i}_st[k] * {step}, b, acc);\n{stores}"
+        "            }\n    }\n}\n"
+    )
+    return data, "".join(funcs) + table + body

@@ -11,10 +11,11 @@ inference weighted by the Cortex-M4 TRM's cycle counts: :mod:`nnc4rl.export.cycl
 nets above ``TRACE_LIMIT`` instructions), for the full-integer and the fp32-activation
 paths, for the integer path with dead units removed (``int8 -dead``,
 :mod:`nnc4rl.export.dead_units`) and for the same network compiled with every layer dense (the
-DSP dense kernel for fully-connected layers: sparsity is measured against a fast dense code, not
-only against PyTorch); ``insn/MAC`` is instructions per multiply-accumulate done (the non-zeros;
-every weight for ``int8 dense``). The integer outputs (``-dead`` included) are checked bit for
-bit against the host's numpy reference of the unmodified network. All numbers come from one run.
+DSP dense kernel for fully-connected layers, the im2col one for convs: sparsity is measured
+against a fast dense code, not only against PyTorch); ``insn/MAC`` is instructions per
+multiply-accumulate done (the non-zeros; every weight for ``int8 dense``). The integer outputs
+(``-dead`` included) are checked bit for bit against the host's numpy reference of the
+unmodified network. All numbers come from one run.
 Usage: ``python benchmarks/bench_mcu.py [--sparsities 0.9 0.98] [--opt -O2] [--json out.json]``.
 """
 

@@ -42,6 +42,19 @@ def test_sac_actor_on_m4_is_bit_exact_and_fits(tmp_path):
     np.testing.assert_allclose(fp32.outputs, load_policy(art).outputs(obs), atol=1e-6)
 
 
+DENSE_CNN_INSN_PER_MAC = 2.0  # bound of the dense Nature CNN on the M4 (the convs' DSP kernel)
+
+
+def dense_macs(art) -> int:
+    """Multiply-accumulates of the dense code of ``art`` (a conv's weights once per output)."""
+    total = 0
+    for op, s_out in zip(art.ops, art.activation_shapes()[1:], strict=True):
+        if op["op"] in ("linear", "conv2d"):
+            layer = art.layers[op["layer"]]
+            total += layer.rows * layer.cols * (int(np.prod(s_out[1:])) or 1)
+    return total
+
+
 def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path, monkeypatch):
     """98 % Nature CNN, int8 path, uint8 frames in: <= 256 KB flash and <= 64 KB RAM; each conv
     kernel (unrolled sparse, the weight-stream sparse one, dense) and the unrolled CSR of the
@@ -78,7 +91,12 @@ def test_nature_cnn_on_m4_is_bit_exact_and_fits(tmp_path, monkeypatch):
     dense = run_on_m4(int_art, obs[:1], tmp_path / "dense", integer=True, repeats=1,
                       encoding="dense")  # fmt: skip
     np.testing.assert_array_equal(dense.accumulators, ref.accumulators(obs[:1]))
-    assert (tmp_path / "dense" / "policy.c").read_text().count("kernel dense conv") == 3
+    dense_src = (tmp_path / "dense" / "policy.c").read_text()
+    assert dense_src.count("kernel dense conv") == 3
+    # the M4 (DSP extension) runs the im2col SMLAD kernel: far fewer instructions a MAC than
+    # the weight-stream loop's 3
+    assert dense_src.count("/* im2col + 2 channels x 2 positions a SMLAD loop */") == 3
+    assert dense.instructions < DENSE_CNN_INSN_PER_MAC * dense_macs(int_art)
     assert m4.instructions < dense.instructions
 
 
@@ -112,8 +130,9 @@ def test_fc_kernels_and_dead_unit_removal_are_bit_exact_on_m4(tmp_path):
 
 
 def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
-    """The DSP path (``__ARM_FEATURE_DSP``) compiles under clang for a Cortex-M4 with the strict
-    flags too (gcc builds it in every M4 test)."""
+    """The DSP path (``__ARM_FEATURE_DSP``: the dense FC kernel, the dense conv's im2col one)
+    compiles under clang for a Cortex-M4 with the strict flags too (gcc builds it in every M4
+    test)."""
     import shutil
     import subprocess
 
@@ -136,6 +155,22 @@ def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
     assert "smlad" in dis
+    # the dense conv's im2col kernel (uint8 HWC frames into the first layer, int8 CHW after)
+    _, dqn = atari_dqn(0.98, "cnn")
+    cnn = artifact_from_sb3(dqn, bits=8)
+    frames = np.random.default_rng(0).integers(0, 256, (2, *dqn.observation_space.shape))
+    cnn_c, _ = save_c(calibrate(cnn, frames.astype(np.uint8)), tmp_path / "cnn.c",
+                      integer=True, encoding="dense")  # fmt: skip
+    assert cnn_c.read_text().count("/* im2col + 2 channels x 2 positions a SMLAD loop */") == 3
+    res = subprocess.run(
+        ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
+         "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
+         str(cnn_c)], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    dot = dis[dis.index("<L0_dot>:") :]
+    assert "smlad" in dot[: dot.index("\n\n")]
 
 
 def test_cycle_estimate_traces_exactly_the_counted_instructions(tmp_path):

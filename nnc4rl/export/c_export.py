@@ -287,8 +287,12 @@ class _Gen:
             data, fn = unrolled_conv_kernel(*args, p)
             kind = f"unrolled sparse conv, {p} output positions a call"
         else:
-            data, fn = conv_kernel(*args, dense=self.encoding == "dense")
-            kind = f"{'dense' if self.encoding == 'dense' else 'sparse'} conv, 8 output positions a block"
+            dense = self.encoding == "dense"
+            data, fn = conv_kernel(*args, dense=dense)
+            kind = ("dense conv, im2col + 4 channels a SMLAD loop with the DSP extension, else 8 "
+                    "output positions a block" if dense else "sparse conv, 8 output positions a block")  # fmt: skip
+            if dense:
+                self.dsp = True
         self.data.append(data)
         sh, sw = op["stride"]
         self.funcs.append(

@@ -30,8 +30,12 @@ bit (tests/test_mcu.py checks each kernel kind on the M4).
 * Conv on a Cortex-M: :func:`unrolled_conv_kernel`, straight-line code per output channel (the
   weights constants, the input offsets immediates, a block of output positions in registers),
   where its code fits :data:`UNROLL_MAX_BYTES`; else :func:`conv_kernel`, each output channel
-  over its non-zero weights read as a stream (every weight for the dense code of the same net),
-  blocks of output positions sharing each weight's load.
+  over its non-zero weights read as a stream, blocks of output positions sharing each weight's
+  load. The dense code of the same net (every weight) runs, with the DSP extension,
+  :func:`im2col_conv_kernel` (CMSIS-NN style: the receptive fields of 2 output positions
+  gathered into int16 columns, 2 output channels at a time over both with ``__smlad``, the
+  weights reordered to the columns' order at export; exact for the reason the dense FC kernel
+  is), and the weight-stream loop without it.
 * Biases are int16 where they fit (:func:`bias_array`), int32 otherwise. Layer functions are kept
   out of line (``NOINLINE``): inlined into one function, gcc folds the activation buffers'
   addresses into immediate offsets and runs out of registers.
@@ -61,6 +65,9 @@ DENSE_ROWS = 4  # rows of the DSP dense kernel sharing each activation word
 # two pointers fill the M4's registers) and the code a layer may take before the compact
 # weight-stream kernel (:func:`conv_kernel`) runs it instead.
 UNROLL_BYTES_PER_MAC, UNROLL_MAX_P, UNROLL_MAX_BYTES = 9, 9, 96 * 1024
+# The dense DSP conv (:func:`im2col_conv_kernel`): the input elements its im2col gather copies
+# a loop, and the column elements a loop of its dot product (weight rows padded to a multiple)
+IM2COL_MAX_RUN, IM2COL_K_STEP = 64, 8
 
 DSP_GUARD = "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)"
 DSP_INCLUDE = (
@@ -404,7 +411,147 @@ def conv_kernel(
         f"{rows}        e += n;\n    }}\n    (void)ox;\n    (void)oy;\n}}\n"
     )
     funcs_text = "".join(funcs.values())
-    return data, funcs_text + body
+    if not dense:
+        return data, funcs_text + body
+    # the dense code: the im2col DSP kernel where the compiler has the DSP extension, the
+    # weight-stream loop above elsewhere (the bias array shared)
+    head = bias_array(f"L{i}_b", bias)
+    d_data, d_funcs = im2col_conv_kernel(i, layer, in_t, out_t, s_in, s_out, stride, hwc, store)
+    return (
+        f"{head}#if {DSP_GUARD}\n{d_data}#else\n{data[len(head) :]}#endif\n",
+        f"#if {DSP_GUARD}\n{d_funcs}#else\n{funcs_text}{body}#endif\n",
+    )
+
+
+def _gather_runs(offs: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(starts, length)``: the sorted input offsets ``offs`` as runs of ``length`` contiguous
+    elements starting at ``starts`` (runs of 1 where they differ in length; long runs split into
+    equal pieces of at most :data:`IM2COL_MAX_RUN`)."""
+    breaks = np.concatenate([[0], np.nonzero(np.diff(offs) != 1)[0] + 1])
+    lens = np.diff(np.concatenate([breaks, [len(offs)]]))
+    if len(lens) == 0 or np.any(lens != lens[0]):
+        return offs, 1
+    n = int(lens[0])
+    piece = max(d for d in range(1, min(n, IM2COL_MAX_RUN) + 1) if n % d == 0)
+    starts = (offs[breaks][:, None] + np.arange(0, n, piece)[None, :]).reshape(-1)
+    return starts, piece
+
+
+def im2col_conv_kernel(
+    i: int, layer: Layer, in_t: str, out_t: str, s_in: tuple[int, int, int],
+    s_out: tuple[int, int, int], stride: tuple[int, int], hwc: bool,
+    store: Callable[[str, str], str],
+) -> tuple[str, str]:  # fmt: skip
+    """``(data, functions)`` of the dense unpadded conv ``static void layer{i}(const in_t *x,
+    out_t *y)`` (CHW output) with the DSP extension, CMSIS-NN style; the bias array
+    ``L{i}_b`` is the caller's.
+
+    Two output positions at a time (an odd last one fills both columns, its outputs stored
+    twice) have their receptive fields gathered (im2col) into the two halves of the int16
+    column buffer ``L{i}_col``, in increasing input-offset order (runs of contiguous input
+    elements, copied by straight-line code); the weights are reordered to that order at export,
+    each row padded with zeros to a multiple of :data:`IM2COL_K_STEP` (the column's padding stays
+    0) and an odd number of channels padded with a zero row. Then two output channels at a time
+    run over both columns (``L{i}_dot``, CMSIS-NN's 2 x 2 kernel): each weight word (4 int8) is
+    unpacked once by ``__sxtb16`` / ``sxtb16_ror8`` (bytes 0, 2 and 1, 3: the 4 weights of a
+    word are stored in the order 0, 2, 1, 3 so that the pairs meet the column's words of
+    elements 0, 1 and 2, 3) for both positions, and each column word is loaded once for both
+    channels: 8 ``__smlad`` for 2 weight and 4 column loads and 4 unpackings. The exactness
+    argument is the dense fully-connected kernel's. Any input type (uint8 frames, int8
+    activations, int16 codes) fits the int16 column.
+    """
+    c_in, h, w = s_in
+    o_n, oh, ow = s_out
+    sh, sw = stride
+    m = layer.matrix.astype(np.int8)
+    col_off = _conv_offsets(layer, s_in, hwc)
+    perm = np.argsort(col_off, kind="stable")
+    offs = col_off[perm]
+    k = len(offs)
+    kp = -(-k // IM2COL_K_STEP) * IM2COL_K_STEP
+    o_p = o_n + o_n % 2
+    wts = np.zeros((o_p, kp), np.int8)
+    wts[:o_n, :k] = m[:, perm]
+    wts = wts.reshape(o_p, kp // 4, 4)[:, :, [0, 2, 1, 3]]  # sxtb16 pairs: (w0, w1), (w2, w3)
+    starts, run = _gather_runs(offs)
+    step = sw * c_in if hwc else sw
+    row_step = sh * w * (c_in if hwc else 1)
+    ro_t = "uint16_t" if starts.max(initial=0) <= 0xFFFF else "uint32_t"
+    data = _array("int8_t", f"L{i}_v", wts.reshape(-1))
+    data += _array(ro_t, f"L{i}_ro", starts)
+    data += f"static int16_t L{i}_col[{2 * kp}]; /* im2col columns of 2 output positions */\n"
+    copy = "".join(
+        "        " + " ".join(f"c[{j}] = q[{j}];" for j in range(a, min(run, a + 8))) + "\n"
+        for a in range(0, run, 8)
+    )
+    gather = (
+        f"static NOINLINE void L{i}_im2col(const {in_t} *x, int16_t *c)\n{{\n"
+        f"    const {ro_t} *ro = L{i}_ro;\n    int r;\n"
+        f"    for (r = 0; r < {len(starts)}; ++r, c += {run}) {{\n"
+        f"        const {in_t} *q = x + ro[r];\n{copy}    }}\n}}\n"
+    )
+    macs = "".join(
+        f"        memcpy(&wv, w + {j}, 4);\n"
+        "        wl = __sxtb16((int32_t)wv);\n        wh = sxtb16_ror8(wv);\n"
+        f"        memcpy(&wv, w + {kp + j}, 4);\n"
+        "        vl = __sxtb16((int32_t)wv);\n        vh = sxtb16_ror8(wv);\n"
+        f"        memcpy(&u, c + {j}, 4);\n        memcpy(&v, c + {j + 2}, 4);\n"
+        "        a0 = __smlad(wl, u, a0);\n        a1 = __smlad(vl, u, a1);\n"
+        "        a0 = __smlad(wh, v, a0);\n        a1 = __smlad(vh, v, a1);\n"
+        f"        memcpy(&u, c + {kp + j}, 4);\n        memcpy(&v, c + {kp + j + 2}, 4);\n"
+        "        b0 = __smlad(wl, u, b0);\n        b1 = __smlad(vl, u, b1);\n"
+        "        b0 = __smlad(wh, v, b0);\n        b1 = __smlad(vh, v, b1);\n"
+        for j in range(0, IM2COL_K_STEP, 4)
+    )
+    dot = (
+        f"static NOINLINE void L{i}_dot(const int16_t *c, const int8_t *w, int32_t *acc)\n{{\n"
+        "    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];\n"
+        f"    const int16_t *const end = c + {kp};\n"
+        "    do {\n        int32_t u, v, wl, wh, vl, vh;\n        uint32_t wv;\n"
+        f"{macs}        c += {IM2COL_K_STEP};\n        w += {IM2COL_K_STEP};\n"
+        "    } while (c != end);\n"
+        "    acc[0] = a0;\n    acc[1] = a1;\n    acc[2] = b0;\n    acc[3] = b1;\n}\n"
+    )
+    n_pos = oh * ow
+    q_at = "p + 1" if n_pos % 2 == 0 else f"p + 1 < {n_pos} ? p + 1 : p"
+
+    def at(pos: str) -> str:
+        return f"x + ({pos}) / {ow} * {row_step} + ({pos}) % {ow} * {step}"
+
+    stores = (
+        f"                {store(f'y[o * {n_pos} + p]', 'acc[0]')}\n"
+        f"                {store(f'y[o * {n_pos} + q]', 'acc[2]')}\n"
+    )
+    second = (
+        "                ++o;\n"
+        f"                {store(f'y[o * {n_pos} + p]', 'acc[1]')}\n"
+        f"                {store(f'y[o * {n_pos} + q]', 'acc[3]')}\n"
+    )
+    pairs = (
+        f"            for (o = 0; o + 2 <= {o_n}; ++o, w += {2 * kp}) {{\n"
+        f"                acc[0] = acc[2] = L{i}_b[o];\n"
+        f"                acc[1] = acc[3] = L{i}_b[o + 1];\n"
+        f"                L{i}_dot(L{i}_col, w, acc);\n{stores}{second}            }}\n"
+    )
+    last = (
+        f"            acc[0] = acc[2] = L{i}_b[o];\n            acc[1] = acc[3] = 0;\n"
+        f"            L{i}_dot(L{i}_col, w, acc);\n{stores.replace('    ' * 4, '    ' * 3)}"
+    )
+    first = "            o = 0;\n"
+    body = (
+        f"/* im2col + 2 channels x 2 positions a SMLAD loop */\n"
+        f"static NOINLINE void layer{i}(const {in_t} *x, {out_t} *y)\n{{\n"
+        f"    int p, o;\n    int32_t acc[4];\n"
+        f"    for (p = 0; p < {n_pos}; p += 2) {{\n"
+        f"        const int q = {q_at};\n"
+        f"        const int8_t *w = L{i}_v;\n"
+        f"        L{i}_im2col({at('p')}, L{i}_col);\n"
+        f"        L{i}_im2col({at('q')}, L{i}_col + {kp});\n"
+        "        {\n"
+        f"{pairs if o_n >= 2 else first}{last if o_n % 2 else ''}"
+        "        }\n    }\n}\n"
+    )
+    return data, gather + dot + body
 
 
 def unrolled_block(ow: int, nnz: int) -> int:

@@ -101,8 +101,9 @@ def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
 
 def test_envs_as_one_string_as_papermill_passes_it(tmp_path, capsys):
     result = sweep("smoke", envs="Hopper-v4", dry_run=True, data=tmp_path)
-    # fig4 (3 sparsities x 2 seeds) and the pilot (2 seeds) play Hopper-v4
-    assert result.total == 8 and "profile smoke: 8 runs" in capsys.readouterr().out
+    # fig4 (3 sparsities x 2 seeds), PPO (3 sparsities x 1 seed) and the pilot (2 seeds) play
+    # Hopper-v4
+    assert result.total == 11 and "profile smoke: 11 runs" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="envs=7 is invalid"):
         sweep("smoke", envs=7, dry_run=True, data=tmp_path)
 

@@ -146,14 +146,19 @@ def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
     art = artifact_from_sb3(model, bits=8)
     obs = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
     c_path, _ = save_c(calibrate(art, obs), tmp_path / "p.c", integer=True, encoding="dense")
-    obj = tmp_path / "p.o"
-    res = subprocess.run(
-        ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
-         "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
-         str(c_path)], capture_output=True, text=True)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+
+    def disassembly(src: Path) -> str:
+        """``src`` compiled by clang for the M4 with the strict flags, disassembled."""
+        obj = src.with_suffix(".o")
+        res = subprocess.run(
+            ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
+             "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
+             str(src)], capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+
+    dis = disassembly(c_path)
     assert "smlad" in dis
     # the dense conv's im2col kernel (uint8 HWC frames into the first layer, int8 CHW after)
     _, dqn = atari_dqn(0.98, "cnn")
@@ -162,13 +167,7 @@ def test_dsp_kernels_build_clean_with_clang_for_the_m4(tmp_path):
     cnn_c, _ = save_c(calibrate(cnn, frames.astype(np.uint8)), tmp_path / "cnn.c",
                       integer=True, encoding="dense")  # fmt: skip
     assert cnn_c.read_text().count("/* im2col + 2 channels x 2 positions a SMLAD loop */") == 3
-    res = subprocess.run(
-        ["clang", "--target=arm-none-eabi", *M4_FLAGS, "-Os", "--sysroot=/usr/lib/arm-none-eabi",
-         "-isystem", "/usr/lib/arm-none-eabi/include", *STRICT_FLAGS, "-c", "-o", str(obj),
-         str(cnn_c)], capture_output=True, text=True)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    dis = disassembly(cnn_c)
     dot = dis[dis.index("<L0_dot>:") :]
     assert "smlad" in dot[: dot.index("\n\n")]
 

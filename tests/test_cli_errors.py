@@ -217,7 +217,7 @@ def _interrupt(argv: list[str], started, env: dict | None = None) -> subprocess.
 
 
 def test_ctrl_c_in_train_is_one_line_and_leaves_nothing_half_written(tmp_path):
-    done = _interrupt([*TRAIN, "--steps", "5000", "--out", str(tmp_path / "r")],
+    done = _interrupt([*TRAIN, "--steps", "50000", "--out", str(tmp_path / "r")],
                       lambda: any(tmp_path.glob(".r.partial-*")))  # fmt: skip
     _one_line(done, 130, "nnc4rl train: interrupted")
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.partial-*"))
@@ -228,7 +228,7 @@ def test_ctrl_c_in_sweep_is_one_line_and_leaves_no_work_folder(tmp_path):
 
     from test_sweep import write_tiny
 
-    env_profiles = write_tiny(tmp_path / "p", (0.5,), T=4000, every=100000)
+    env_profiles = write_tiny(tmp_path / "p", (0.5,), T=40000, every=100000)
     root = tmp_path / "data" / "runs" / "tiny"
     argv = [*PY, "nnc4rl.cli", "sweep", "--profile", "tiny", "--workers", "1", "--data",
             str(tmp_path / "data"), "--no-progress"]  # fmt: skip
@@ -237,7 +237,7 @@ def test_ctrl_c_in_sweep_is_one_line_and_leaves_no_work_folder(tmp_path):
     _one_line(done, 130, "nnc4rl sweep: interrupted")
     left = [p.name for p in root.iterdir() if p.name[0] == "." and p.name != ".store-id"]
     assert left == [] and not [p for p in root.iterdir() if p.name[0] != "."]
-    assert not list(Path(tempfile.gettempdir()).glob(".sac-Hopper-v4-mlp-s0.50-q8-T4000-*"))
+    assert not list(Path(tempfile.gettempdir()).glob(".sac-Hopper-v4-mlp-s0.50-q8-T40000-*"))
 
 
 def test_an_artifact_whose_obs_divide_is_text_is_one_line(tmp_path, capsys):

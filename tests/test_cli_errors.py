@@ -223,6 +223,21 @@ def test_ctrl_c_in_train_is_one_line_and_leaves_nothing_half_written(tmp_path):
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.partial-*"))
 
 
+def test_ctrl_c_inside_exec_of_a_string_still_exits_130(tmp_path):
+    """A Ctrl-C that lands in ``exec`` of source text (``dataclasses`` does that while torch
+    imports lazily, mid-run) made ``python -m`` die by SIGINT (-2), not exit 130."""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "import sys\n"
+        "import nnc4rl.cli.train as train\n"
+        "from nnc4rl.cli import main\n"
+        "train._run_train = lambda args: exec('raise KeyboardInterrupt')\n"
+        "sys.exit(main(['train', '--algo', 'sac', '--env', 'Pendulum-v1', '--steps', '10', '--out', 'r']))\n")
+    env = _env() | {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    done = subprocess.run([*PY, "interrupted_in_exec"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    _one_line(done, 130, "nnc4rl train: interrupted")
+
+
 def test_ctrl_c_in_sweep_is_one_line_and_leaves_no_work_folder(tmp_path):
     import tempfile
 

@@ -11,6 +11,7 @@ May import: every layer; nothing below imports this package.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +47,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # what was half-written is removed by the atomic writers
         print(f"nnc4rl {args.command}: interrupted", file=sys.stderr)
+        _forget_unhandled_interrupt()
         return 130
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Tell CPython the Ctrl-C was handled, so ``python -m nnc4rl.cli`` exits with 130.
+
+    An interrupt that lands inside ``exec`` of a source string (``dataclasses`` does that while
+    torch imports its lazy modules mid-run) sets CPython's "unhandled KeyboardInterrupt" flag even
+    when the exception is caught; ``python -m`` then ends the process by SIGINT instead of with
+    the status ``main`` returned. The flag is private, so where it is absent nothing is done.
+    """
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (AttributeError, ValueError):  # another interpreter, or a CPython without the flag
+        pass
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ May import: every layer; nothing below imports this package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import sys
 from collections.abc import Sequence
@@ -59,10 +60,8 @@ def _forget_unhandled_interrupt() -> None:
     when the exception is caught; ``python -m`` then ends the process by SIGINT instead of with
     the status ``main`` returned. The flag is private, so where it is absent nothing is done.
     """
-    try:
+    with contextlib.suppress(AttributeError, ValueError):  # not CPython, or no such flag
         ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
-    except (AttributeError, ValueError):  # another interpreter, or a CPython without the flag
-        pass
 
 
 if __name__ == "__main__":

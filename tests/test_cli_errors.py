@@ -231,7 +231,9 @@ def test_ctrl_c_inside_exec_of_a_string_still_exits_130(tmp_path):
         "import nnc4rl.cli.train as train\n"
         "from nnc4rl.cli import main\n"
         "train._run_train = lambda args: exec('raise KeyboardInterrupt')\n"
-        "sys.exit(main(['train', '--algo', 'sac', '--env', 'Pendulum-v1', '--steps', '10', '--out', 'r']))\n")
+        "argv = ['train', '--algo', 'sac', '--env', 'Pendulum-v1', '--steps', '9', '--out', 'r']\n"
+        "sys.exit(main(argv))\n"
+    )
     env = _env() | {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
     done = subprocess.run([*PY, "interrupted_in_exec"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -55,6 +55,8 @@ CASES = {
     "sweep-workers": ([*PY, "nnc4rl.cli", "sweep", "--profile", "smoke", "--dry-run",
                        "--workers", "99999999999999"],
                       "'99999999999999' is not an integer in 1..10000"),
+    "sweep-time-limit": ([*PY, "nnc4rl.cli", "sweep", "--profile", "smoke", "--dry-run",
+                          "--time-limit", "nan"], "'nan' is not a number > 0"),
     "sweep-binary-profile": ([*PY, "nnc4rl.cli", "sweep", "--profile", "{tmp}/binary.yml",
                               "--dry-run"], "is not UTF-8 text"),
     "profiles-duplicate-key": ([*PY, "nnc4rl.profiles", "{tmp}/dup.yml"], "key 'T' appears twice"),

@@ -89,6 +89,10 @@ def test_dry_run_paper_prints_count_and_estimate(capsys, tmp_path):
             "address='127.0.0.1:1' is unreachable",
         ),
         (["--profile", "smoke", "--address", "127.0.0.1:1"], "needs --executor ray"),
+        (
+            ["--profile", "smoke", "--executor", "ray", "--time-limit", "60"],
+            "time_limit=60.0 needs --executor local",
+        ),
     ],
 )
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
@@ -171,6 +175,24 @@ def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     assert len(result.ran) == 1 and len(result.failed) == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "FAILED" in out
+
+
+def test_a_time_limit_starts_only_the_runs_that_fit(tiny, tmp_path, monkeypatch, capsys):
+    """A run whose estimate does not fit in the time left is not started (so none is cut off
+    half-way at a job's walltime); the next sweep trains it."""
+    import nnc4rl.runs.sweep as sweep_module
+
+    estimate = sweep_module.estimate_seconds
+    monkeypatch.setattr(sweep_module, "estimate_seconds",
+                        lambda t: 3600.0 if t.spec.sparsity else estimate(t))  # fmt: skip
+    result = sweep("tiny", data=tmp_path, workers=1, progress=False, time_limit=30)
+    assert [r.split("-s")[1][:4] for r in result.ran] == ["0.00"]
+    assert [r.split("-s")[1][:4] for r in result.not_started] == ["0.50"]
+    assert "1 run(s) trained, 0 reused, 0 failed, 1 not started (past the time limit)" in (
+        capsys.readouterr().out
+    )
+    assert RunStore(tmp_path / "runs" / "tiny").run_ids() == result.ran
+    assert sweep("tiny", data=tmp_path, workers=1, progress=False).ran == result.not_started
 
 
 def test_a_run_the_store_refuses_fails_alone(tiny, tmp_path, monkeypatch, capsys):

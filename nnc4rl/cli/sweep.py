@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnc4rl.cli.types import bounded_int
+from nnc4rl.cli.types import bounded_int, positive_float
 from nnc4rl.core.config import MAX_WORKERS
 from nnc4rl.runs.profiles import FIGURES, profile_names
 from nnc4rl.runs.sweep import QuietPipe, sweep, terminate_on_sigterm
@@ -35,6 +35,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--force", action="store_true", help="recompute finished runs too")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--time-limit",
+        type=positive_float,
+        metavar="MINUTES",
+        help="start a run only while its estimated time fits in this many minutes from now "
+        "(a job's walltime); runs started finish, the rest wait for the next sweep",
+    )
     p.set_defaults(func=_main)
 
 
@@ -43,5 +50,5 @@ def _main(args: argparse.Namespace) -> int:
     result = sweep(args.profile, args.figure, args.envs, args.executor, args.workers,
                    args.address, args.dry_run, args.force, args.data,
                    args.progress if args.progress is not None else sys.stderr.isatty(),
-                   out=QuietPipe(sys.stdout))  # fmt: skip
+                   out=QuietPipe(sys.stdout), time_limit=args.time_limit)  # fmt: skip
     return 1 if result.failed else 0

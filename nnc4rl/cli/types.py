@@ -6,7 +6,7 @@ import argparse
 
 from nnc4rl.core.config import ConfigError, Parser, check_bits, check_sparsity
 
-__all__ = ["Parser", "bits", "bounded_int", "fraction", "positive_int"]
+__all__ = ["Parser", "bits", "bounded_int", "fraction", "positive_float", "positive_int"]
 
 
 def fraction(text: str) -> float:
@@ -28,6 +28,17 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
 
 
 def bounded_int(minimum: int, maximum: int):

@@ -121,6 +121,7 @@ class SweepResult:
     ran: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    not_started: list[str] = field(default_factory=list)  # they would not fit the time limit
 
 
 def _die_with(parent: int) -> None:
@@ -331,6 +332,7 @@ def sweep(
     data: str | Path | None = None,
     progress: bool | None = None,
     out=None,
+    time_limit: float | None = None,
 ) -> SweepResult:
     """Make every run of ``profile`` (``figure``, ``envs``) exist in the run store.
 
@@ -339,6 +341,10 @@ def sweep(
         Ray without ``address``, the CPUs of the local instance).
     :param data: the data folder (default ``<repo root>/data``); runs go to ``data/runs/<profile>``.
     :param out: stream for the report (default stdout).
+    :param time_limit: minutes this sweep may take (a cluster job's walltime, a machine that must
+        be handed back): a run starts only while its estimated duration fits in the time left, so
+        every run started finishes and commits; the rest wait for the next sweep. Local executor
+        only (Ray schedules every run at once).
     """
     out = out or sys.stdout
     if executor not in EXECUTORS:
@@ -349,6 +355,12 @@ def sweep(
         raise ConfigError(f"address={address!r} needs --executor ray")
     if address and executor == "ray":
         _check_address(address)
+    if time_limit is not None:
+        if not (isinstance(time_limit, int | float) and 0 < time_limit < float("inf")):
+            raise ConfigError(f"time_limit={time_limit!r} is invalid: give minutes > 0")
+        if executor != "local":
+            raise ConfigError(f"time_limit={time_limit!r} needs --executor local")
+    deadline = time.monotonic() + 60 * time_limit if time_limit is not None else None
     prof = load_profile(profile)
     tasks = tasks_of(profile, figure, envs)
     threads = max((t.spec.threads for t in tasks), default=1)
@@ -427,7 +439,9 @@ def sweep(
         """Take the run's lock; False (and the run counted) if another sweep trains it or has
         finished it since this sweep looked."""
         lock = RunLock(lock_path(store.root, t.run_id))
-        if not lock.acquire():
+        if deadline is not None and time.monotonic() + estimate_seconds(t) > deadline:
+            result.not_started.append(t.run_id)
+        elif not lock.acquire():
             result.skipped[t.run_id] = f"another sweep trains it ({lock.owner()})"
         elif not force and store.status(t.run_id, t.keep_policy)[0] == "done":
             lock.release()
@@ -465,6 +479,8 @@ def sweep(
         for lock in locks.values():
             lock.release()
     skipped = f", {len(result.skipped)} skipped (another sweep trains them)" * bool(result.skipped)
+    if result.not_started:
+        skipped += f", {len(result.not_started)} not started (past the time limit)"
     print(f"{scope}: {len(result.ran)} run(s) trained, {result.reused} reused, "
           f"{len(result.failed)} failed{skipped}", file=out)  # fmt: skip
     for rid, reason in result.failed.items():

@@ -63,7 +63,8 @@ def add_run_arguments(t, steps_help: str) -> None:
                    help="write SB3's TensorBoard log (compression/* included) into DIR")  # fmt: skip
 
 
-def _print_summary(s: dict) -> None:
+def print_summary(s: dict) -> None:
+    """The run's one-screen report (``train`` and ``compress``)."""
     size = s["size"]
     weights = f"int{s['bits']}" if s["quantized"] else "fp32"
     lines = [
@@ -90,11 +91,6 @@ def _print_summary(s: dict) -> None:
     if s.get("value_function"):
         lines.append(f"  value function: {s['value_function']}")
     print("\n".join(lines))
-
-
-def print_summary(s: dict) -> None:
-    """The run's one-screen report (``train`` and ``compress``)."""
-    _print_summary(s)
 
 
 def spec_from_args(args: argparse.Namespace, **extra) -> RunSpec:
@@ -126,6 +122,6 @@ def _run_train(args: argparse.Namespace) -> int:
     check_gradient_steps(*resolve(spec))  # the CLI's silent no-op: a run with no update
     summary = train(spec, args.out, progress=args.progress, checkpoint_every=args.checkpoint_every,
                     resume=args.resume, tensorboard=args.tensorboard)  # fmt: skip
-    _print_summary(summary)
+    print_summary(summary)
     print(f"  wrote {args.out}/model.zip (signed: model.zip.sig), summary.json, evaluations.csv")
     return 0

@@ -175,6 +175,8 @@ def test_failed_run_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     assert len(result.ran) == 1 and len(result.failed) == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "FAILED" in out
+    # said when it failed too, not only in the report after the last run
+    assert out.index("  failed ") < out.index("1 run(s) trained")
 
 
 def test_a_time_limit_starts_only_the_runs_that_fit(tiny, tmp_path, monkeypatch, capsys):

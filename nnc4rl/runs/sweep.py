@@ -463,6 +463,8 @@ def sweep(
                     result.reused += 1
             except (ConfigError, OSError) as err:
                 result.failed[rid] = f"finished but not stored: {err}"
+        if rid in result.failed:  # now, not only in the report at the end of a long sweep
+            bar.write(f"  failed {rid}: {result.failed[rid]}", file=out)
         locks.pop(rid).release()  # after the commit: a run is never unlocked and unfinished
         bar.update(1)
 

@@ -1,7 +1,9 @@
-"""The dense conv's im2col DSP kernel (:func:`nnc4rl.export.c_kernels.im2col_conv_kernel`) on the
-host, its three intrinsics written out in C, over the shapes the Nature CNN does not have (odd
-and single output channels, weight rows that are not a multiple of 8, one output position, int16
-inputs): the accumulators of the direct sum, exactly. tests/test_mcu.py runs it on the M4."""
+"""The DSP kernels on the host, their three intrinsics written out in C: the dense conv's im2col
+kernel (:func:`nnc4rl.export.c_kernels.im2col_conv_kernel`) over the shapes the Nature CNN does
+not have (odd and single output channels, weight rows that are not a multiple of 8, one output
+position, int16 inputs) and the dense fully-connected one over row and column counts that reach
+every loop of it: the accumulators of the direct sum, exactly. tests/test_mcu.py runs both on
+the M4."""
 
 from __future__ import annotations
 
@@ -75,3 +77,33 @@ def test_im2col_conv_kernel_is_the_direct_sum(tmp_path, o_n, s_in, k, stride, hw
         for ox in range(ow):
             ref[:, oy, ox] = layer.matrix @ x[oy * row + ox * step + off] + bias
     np.testing.assert_array_equal(out, ref.reshape(-1))
+
+
+@pytest.mark.parametrize("rows, cols", [(5, 13), (4, 8), (9, 12), (3, 21), (6, 9), (4, 256)])
+def test_dense_fc_dsp_kernel_is_the_matrix_product(tmp_path, rows, cols):
+    """The DSP dense fully-connected kernel (4 rows sharing each activation word, two words a
+    loop, then one, then single columns; rows left over in the one-row kernel) on the host, its
+    intrinsics written out in C: the accumulators of ``W @ x + b``, exactly."""
+    from nnc4rl.export.c_kernels import linear_kernel
+
+    rng = np.random.default_rng(rows * cols)
+    m = rng.integers(-127, 128, (rows, cols))
+    layer = SimpleNamespace(matrix=m, rows=rows, cols=cols)
+    bias = rng.integers(-5000, 5000, rows)
+    x = rng.integers(-127, 128, cols)
+    data, func = linear_kernel(0, layer, "dense", "int8_t", "int32_t", bias,
+                               lambda y: f"        {y} = acc;\n")  # fmt: skip
+    assert "__smlad" in func
+    src = (
+        f"{INTRINSICS}{data}{func}static const int8_t X[{cols}] = {{{', '.join(map(str, x))}}};\n"
+        f"static int32_t Y[{rows}];\nint main(void)\n{{\n    int i;\n    layer0(X, Y);\n"
+        f'    for (i = 0; i < {rows}; ++i) printf("%ld\\n", (long)Y[i]);\n    return 0;\n}}\n'
+    )
+    (tmp_path / "k.c").write_text(src)
+    exe = tmp_path / "k"
+    dsp = ["-D__ARM_FEATURE_DSP=1", "-D__ARM_FEATURE_SIMD32=1"]  # the DSP branch, on the host
+    subprocess.run([compiler(), *STRICT_FLAGS, *dsp, "-Wno-unused-function", "-O1", "-o",
+                    str(exe), str(tmp_path / "k.c")], check=True)  # fmt: skip
+    out = np.array(subprocess.run([str(exe)], capture_output=True, text=True,
+                                  check=True).stdout.split(), np.int64)  # fmt: skip
+    np.testing.assert_array_equal(out, m @ x + bias)

@@ -52,10 +52,10 @@ from nnc4rl.export.model import ArtifactError, Layer
 # Modelled Cortex-M4 instructions (gcc -Os, measured under QEMU with benchmarks/bench_mcu.py on
 # the 98 % Hopper-sized actor): per non-zero and per output row of ``csr`` (the one-a-loop
 # form; the 4-a-loop one runs about 5 a non-zero), per weight and per output row of ``dense``
-# (int8 activations with the DSP extension: 1.7 in the 4-row kernel, 27 instructions for 16
+# (int8 activations with the DSP extension: 1.5 in the 4-row kernel, 48 instructions for 32
 # MACs, 2.4 in the one-row kernel of the rows left over; int16 inputs run the portable loop).
 CSR_PER_NNZ, CSR_PER_ROW = 6.0, 12.0
-DENSE_PER_MAC, DENSE_PER_MAC_1, DENSE_PER_MAC_16, DENSE_PER_ROW = 1.7, 2.4, 4.0, 14.0
+DENSE_PER_MAC, DENSE_PER_MAC_1, DENSE_PER_MAC_16, DENSE_PER_ROW = 1.5, 2.4, 4.0, 14.0
 KERNELS = ("csr", "dense")
 CSR_UNROLL_MIN = 16  # rows, and mean non-zeros a row, from which csr runs 4 non-zeros a loop
 DENSE_ROWS = 4  # rows of the DSP dense kernel sharing each activation word
@@ -265,14 +265,19 @@ def linear_kernel(
             f"        ++r;\n"
             for j in range(nr)
         )
+        word = (  # one activation word (4 columns from c) against DENSE_ROWS weight words
+            "            memcpy(&xv, x + c, 4);\n"
+            "            xl = __sxtb16((int32_t)xv);\n            xh = sxtb16_ror8(xv);\n"
+            f"{macs}"
+        )
         multi = (
             f"    for (r = 0; r + {nr} <= {rows}; w += {nr * cols}) {{\n"
             f"        int32_t {', '.join(f'a{j} = L{i}_b[r + {j}]' for j in range(nr))};\n"
-            f"        for (c = 0; c + 4 <= {cols}; c += 4) {{\n"
-            "            uint32_t xv, wv;\n            int32_t xl, xh;\n"
-            "            memcpy(&xv, x + c, 4);\n"
-            "            xl = __sxtb16((int32_t)xv);\n            xh = sxtb16_ror8(xv);\n"
-            f"{macs}        }}\n"
+            "        uint32_t xv, wv;\n        int32_t xl, xh;\n"
+            # two words a loop where the row has 8 columns: half the loop overhead
+            f"        for (c = 0; c + 8 <= {cols}; ) {{\n{word}            c += 4;\n"
+            f"{word}            c += 4;\n        }}\n"
+            f"        for (; c + 4 <= {cols}; c += 4) {{\n{word}        }}\n"
             f"        for (; c < {cols}; ++c) {{ {tail} }}\n{stores}    }}\n"
         )
         loops = (

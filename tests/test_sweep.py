@@ -197,6 +197,42 @@ def test_a_time_limit_starts_only_the_runs_that_fit(tiny, tmp_path, monkeypatch,
     assert sweep("tiny", data=tmp_path, workers=1, progress=False).ran == result.not_started
 
 
+PPO_TINY = """\
+name: tinyppo
+description: a PPO run whose T falls inside a rollout
+memory: little
+groups:
+  - name: ppo
+    figure: ppo
+    algo: ppo
+    envs: [Hopper-v4]
+    archs: [mlp]
+    sparsities: [0.5]
+    quantize: true
+    seeds: 1
+    T: 300
+    keep_policy: true
+    overrides: {n_steps: 64, batch_size: 32, n_epochs: 1, eval_freq: 100, eval_episodes: 1,
+                n_events: 2}
+"""
+
+
+def test_a_ppo_run_whose_t_falls_inside_a_rollout_is_stored(tmp_path, monkeypatch):
+    """PPO finishes its 64-step rollout past T = 300 (at 320) and past 1.2 T (at 384): the run
+    still has its periodic evaluation at 300 and is stored (it was refused as corrupt, "lacks
+    the evaluation at step 300", so a whole PPO sweep ran and stored nothing)."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "tinyppo.yml").write_text(PPO_TINY)
+    monkeypatch.setenv("NNC4RL_PROFILES", str(tmp_path / "profiles"))
+    result = sweep("tinyppo", data=tmp_path, workers=1, progress=False)
+    assert result.failed == {} and len(result.ran) == 1
+    folder = RunStore(tmp_path / "runs" / "tinyppo").path(result.ran[0])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert (summary["eval"]["finetune_end"]["step"], summary["total_steps"]) == (320, 384)
+    rows = (folder / "evaluations.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [100, 200, 300, 320, 384]
+
+
 def test_a_run_the_store_refuses_fails_alone(tiny, tmp_path, monkeypatch, capsys):
     """The store refusing one finished run (e.g. files a newer worker wrote) does not end the
     sweep: the other runs are stored, that one is reported as failed."""

@@ -123,6 +123,25 @@ def load_trained_model(spec: RunSpec, hyper: dict[str, dict[str, Any]], env, pla
     return model, trained_steps
 
 
+def _learn_call_ends_here(callback) -> bool:
+    """Whether the ``learn`` call ends after this env step (the runner then evaluates the point,
+    after the step's update): at its target, once the rollout holding it is complete. PPO / A2C
+    finish their ``n_steps`` rollout past the target (T = 2e5 with 2048-step rollouts ends at
+    200 704), so a periodic evaluation at the target is not the call's end there."""
+    if callback.num_timesteps < callback.model._total_timesteps:
+        return False
+    loc = callback.locals
+    if "n_rollout_steps" in loc:  # on-policy; ``n_steps`` counts this rollout's earlier steps
+        return loc["n_steps"] + 1 >= loc["n_rollout_steps"]
+    if "train_freq" in loc:  # off-policy: a rollout of train_freq steps or episodes
+        from stable_baselines3.common.utils import should_collect_more_steps
+
+        episodes = loc["num_collected_episodes"] + sum(map(bool, loc["dones"]))
+        return not should_collect_more_steps(loc["train_freq"], loc["num_collected_steps"],
+                                             episodes)  # fmt: skip
+    return True
+
+
 def _callbacks(run: _Run):
     """SB3 callbacks of a run: the periodic evaluation, the checkpoint writer and the updates'
     denormal flushing."""
@@ -136,7 +155,7 @@ def _callbacks(run: _Run):
 
         def _on_step(self) -> bool:
             step, n, every = self.num_timesteps, self.model.n_envs, run.eval_freq
-            if step // every > (step - n) // every and step < self.model._total_timesteps:
+            if step // every > (step - n) // every and not _learn_call_ends_here(self):
                 run.evaluator.evaluate(self.model, step, run.compression.network_phase().value)
             return True
 

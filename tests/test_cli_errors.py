@@ -206,8 +206,15 @@ def _interrupt(argv: list[str], started, env: dict | None = None) -> subprocess.
     import signal
     import time
 
+    def as_a_terminal_starts_it() -> None:
+        # A shell without job control starts background commands (`cmd &`, so a CI script run
+        # that way) with SIGINT ignored, and Python then keeps ignoring it: the run never sees
+        # the Ctrl-C. A terminal starts programs with SIGINT at its default.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(argv, cwd=ROOT, env=env or _env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_a_terminal_starts_it)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not started():
         time.sleep(0.05)

@@ -41,11 +41,11 @@ def integer_stored_bytes(int_art) -> int:
     """Stored bytes of the integer path: :func:`stored_size` with each layer's biases in the
     accumulator-unit integers the C export stores (int16 where they fit, else int32: as many
     bytes as fp32, so no saving is counted there)."""
-    from nnc4rl.export.c_kernels import bias_array
+    from nnc4rl.export.c_kernels import bias_ctype
     from nnc4rl.export.integer import LayerPlan, integer_plan
 
     narrow = sum(2 * p.bias.size for p in integer_plan(int_art).ops
-                 if isinstance(p, LayerPlan) and "int16_t" in bias_array("b", p.bias))  # fmt: skip
+                 if isinstance(p, LayerPlan) and bias_ctype(p.bias) == "int16_t")  # fmt: skip
     return stored_size(int_art)["compressed_bytes"] - narrow
 
 

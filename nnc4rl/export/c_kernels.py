@@ -103,12 +103,18 @@ def _array(ctype: str, name: str, values, per_line: int = 16) -> str:
     return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
 
 
+def bias_ctype(bias: np.ndarray) -> str:
+    """``int16_t`` where every accumulator-unit bias fits it, else ``int32_t``."""
+    b = np.asarray(bias, np.int64)
+    small = b.size == 0 or (b.min() >= -(2**15) and b.max() < 2**15)
+    return "int16_t" if small else "int32_t"
+
+
 def bias_array(name: str, bias: np.ndarray) -> str:
     """The accumulator-unit biases in the narrowest of int16 / int32 that holds them (loaded
     with LDRSH instead of LDR: same cost, half the flash)."""
     b = np.asarray(bias, np.int64)
-    small = b.size == 0 or (b.min() >= -(2**15) and b.max() < 2**15)
-    return _array("int16_t" if small else "int32_t", name, [_i32(v) for v in b], 8)
+    return _array(bias_ctype(b), name, [_i32(v) for v in b], 8)
 
 
 def requant_function(name: str, mult: np.ndarray, shift: np.ndarray, lo: int) -> tuple[str, str]:
